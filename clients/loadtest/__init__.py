@@ -1,0 +1,1 @@
+"""Load-test harness speaking plain V2 gRPC."""

@@ -1,0 +1,1 @@
+"""The compiled scoring core: manifest schema, feature normalization, ONNX scoring."""

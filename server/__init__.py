@@ -1,0 +1,1 @@
+"""The inference server: transports, dataplane, model repository, batching, metrics."""

@@ -1,0 +1,54 @@
+"""Build the Cython scoring core and map the top-level folders into the onyxserve package.
+
+Metadata lives in pyproject.toml; this file only knows what setuptools cannot declare
+statically: the folder -> package mapping and the compiled extensions.
+
+ONYXSERVE_CYTHON_DEBUG=1 turns bounds and wraparound checks back on (and -O0 -g), for a
+debug test run; the default build assumes what the Python wrappers have validated.
+"""
+
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+FOLDERS = {
+    "onyxserve": "onyxserve",
+    "onyxserve.core": "core",
+    "onyxserve.server": "server",
+    "onyxserve.protos": "protos",
+    "onyxserve.clients": "clients",
+    "onyxserve.clients.loadtest": "clients/loadtest",
+    "onyxserve.training": "training",
+}
+
+DEBUG = os.environ.get("ONYXSERVE_CYTHON_DEBUG", "") not in ("", "0")
+
+directives = {
+    "language_level": "3",
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+}
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+
+extensions = [
+    Extension(
+        "onyxserve.core._normalize",
+        ["core/_normalize.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        extra_compile_args=compile_args,
+    )
+]
+
+setup(
+    packages=list(FOLDERS),
+    package_dir=FOLDERS,
+    package_data={"onyxserve.core": ["*.pxd", "*.pyx"], "onyxserve.protos": ["*.proto", "*.pyi"]},
+    ext_modules=cythonize(extensions, compiler_directives=directives, force=DEBUG),
+    zip_safe=False,
+)

@@ -1,0 +1,1 @@
+"""The model lifecycle: export (and later datasources, training, evaluation, registry)."""
