@@ -1,0 +1,262 @@
+"""The manifest: everything the server must know about one model version.
+
+It is the contract between export (training side) and serving: written once next to
+``model.onnx``, read by the server, the batch scorer and drift monitoring. Plain JSON, so it
+can be read by people and by other languages; parsed here into frozen dataclasses that are
+validated once at load time, so nothing on the request path re-checks them.
+
+Normalization of a numeric feature is canonical: ``out = clip((impute(x) - offset) * scale,
+clip_low, clip_high)``. Any chain of imputer, affine scalers and clipping that the export
+accepts is folded into this one form, which is what the compiled core runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+FORMAT = "onyxserve.manifest/1"
+TASKS = ("binary", "multiclass", "regression")
+FEATURE_TYPES = ("numeric", "binary", "categorical", "text")
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class ManifestError(ValueError):
+    """A manifest that is missing a field or contradicts itself; names the field."""
+
+
+@dataclass(frozen=True)
+class NumericSpec:
+    """``out = clip((x - offset) * scale, clip_low, clip_high)`` with NaN handled first."""
+
+    impute: float | None = None  # replaces NaN; None means no imputer
+    allow_nan: bool = False  # without an imputer: pass NaN through (trees split on it) or reject
+    offset: float = 0.0
+    scale: float = 1.0
+    clip_low: float = -math.inf  # bounds apply to the scaled value
+    clip_high: float = math.inf
+
+
+@dataclass(frozen=True)
+class CategoricalSpec:
+    """Category string -> one-hot columns or one ordinal column."""
+
+    categories: tuple[str, ...]
+    encoding: Literal["onehot", "ordinal"] = "onehot"
+    drop: int | None = None  # one-hot: index of the category with no column (drop='first'/'if_binary')
+    unknown: Literal["error", "ignore"] = "error"  # ignore: one-hot all zeros, ordinal unknown_value
+    unknown_value: float = math.nan  # ordinal only
+    impute: str | None = None  # replaces a missing value (empty string); None rejects it
+
+    @property
+    def width(self) -> int:
+        if self.encoding == "ordinal":
+            return 1
+        return len(self.categories) - (self.drop is not None)
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    type: Literal["numeric", "binary", "categorical", "text"]
+    column: int  # first column this feature writes in the model's input matrix
+    numeric: NumericSpec | None = None
+    categorical: CategoricalSpec | None = None
+
+    @property
+    def width(self) -> int:
+        return self.categorical.width if self.categorical is not None else 1
+
+    @property
+    def is_categorical(self) -> bool:
+        return self.categorical is not None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The ONNX graph's interface: one float32 input ``[N, input_width]``."""
+
+    file: str
+    sha256: str
+    input_name: str
+    input_width: int
+    # served output name -> ONNX output name: {"label", "probabilities"} or {"value"}
+    outputs: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    task: Task
+    features: tuple[FeatureSpec, ...]
+    model: ModelSpec
+    labels: tuple[Any, ...] | None = None  # class labels in probability-column order
+    metrics: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] = field(default_factory=dict)  # training distributions, for drift
+    created_at: str = ""
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def all_numeric(self) -> bool:
+        return not any(f.is_categorical for f in self.features)
+
+    def to_json(self) -> str:
+        data = {"format": FORMAT, **asdict(self)}
+        return json.dumps(_encode_floats(data), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "manifest.json") -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"{source}: not valid JSON: {exc}") from None
+        return parse_manifest(data, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        path = Path(path)
+        return cls.from_json(path.read_text(encoding="utf-8"), str(path))
+
+
+def _encode_floats(value: Any) -> Any:
+    """JSON has no Infinity/NaN: write them as strings the parser turns back."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {k: _encode_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encode_floats(v) for v in value]
+    return value
+
+
+def _float(value: Any, where: str) -> float:
+    if isinstance(value, str) and value in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ManifestError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def _require(data: dict[str, Any], key: str, where: str) -> Any:
+    if key not in data:
+        raise ManifestError(f"{where}: missing field '{key}'")
+    return data[key]
+
+
+def _parse_feature(data: dict[str, Any], where: str) -> FeatureSpec:
+    name = _require(data, "name", where)
+    ftype = _require(data, "type", where)
+    where = f"{where} ('{name}')"
+    if ftype not in FEATURE_TYPES:
+        raise ManifestError(f"{where}: type must be one of {FEATURE_TYPES}, got {ftype!r}")
+    numeric = categorical = None
+    if data.get("numeric") is not None:
+        n = data["numeric"]
+        impute = n.get("impute")
+        numeric = NumericSpec(
+            impute=None if impute is None else _float(impute, f"{where}.numeric.impute"),
+            allow_nan=bool(n.get("allow_nan", False)),
+            offset=_float(n.get("offset", 0.0), f"{where}.numeric.offset"),
+            scale=_float(n.get("scale", 1.0), f"{where}.numeric.scale"),
+            clip_low=_float(n.get("clip_low", "-inf"), f"{where}.numeric.clip_low"),
+            clip_high=_float(n.get("clip_high", "inf"), f"{where}.numeric.clip_high"),
+        )
+        if not (math.isfinite(numeric.offset) and math.isfinite(numeric.scale)):
+            raise ManifestError(f"{where}: offset and scale must be finite")
+        if numeric.clip_low > numeric.clip_high:
+            raise ManifestError(f"{where}: clip_low > clip_high")
+    if data.get("categorical") is not None:
+        c = data["categorical"]
+        cats = tuple(str(v) for v in _require(c, "categories", f"{where}.categorical"))
+        if len(set(cats)) != len(cats):
+            raise ManifestError(f"{where}: duplicate categories")
+        categorical = CategoricalSpec(
+            categories=cats,
+            encoding=c.get("encoding", "onehot"),
+            drop=c.get("drop"),
+            unknown=c.get("unknown", "error"),
+            unknown_value=_float(c.get("unknown_value", "nan"), f"{where}.categorical.unknown_value"),
+            impute=c.get("impute"),
+        )
+        if categorical.encoding not in ("onehot", "ordinal"):
+            raise ManifestError(f"{where}: encoding must be 'onehot' or 'ordinal'")
+        if categorical.unknown not in ("error", "ignore"):
+            raise ManifestError(f"{where}: unknown must be 'error' or 'ignore'")
+        if categorical.drop is not None and not 0 <= categorical.drop < len(cats):
+            raise ManifestError(f"{where}: drop index out of range")
+    if ftype == "categorical" and categorical is None:
+        raise ManifestError(f"{where}: a categorical feature needs a 'categorical' section")
+    if ftype in ("numeric", "binary") and numeric is None:
+        numeric = NumericSpec()
+    if ftype == "text":
+        raise ManifestError(f"{where}: text features are not served by this version")
+    column = _require(data, "column", where)
+    if not isinstance(column, int) or column < 0:
+        raise ManifestError(f"{where}: column must be a non-negative integer")
+    return FeatureSpec(name=str(name), type=ftype, column=column, numeric=numeric, categorical=categorical)
+
+
+def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manifest:
+    if data.get("format") != FORMAT:
+        raise ManifestError(f"{source}: format must be '{FORMAT}', got {data.get('format')!r}")
+    task = _require(data, "task", source)
+    if task not in TASKS:
+        raise ManifestError(f"{source}: task must be one of {TASKS}, got {task!r}")
+    raw_features = _require(data, "features", source)
+    if not raw_features:
+        raise ManifestError(f"{source}: 'features' is empty")
+    features = tuple(_parse_feature(f, f"{source}: features[{i}]") for i, f in enumerate(raw_features))
+    names = [f.name for f in features]
+    if len(set(names)) != len(names):
+        raise ManifestError(f"{source}: duplicate feature names")
+    m = _require(data, "model", source)
+    model = ModelSpec(
+        file=_require(m, "file", f"{source}: model"),
+        sha256=_require(m, "sha256", f"{source}: model"),
+        input_name=_require(m, "input_name", f"{source}: model"),
+        input_width=int(_require(m, "input_width", f"{source}: model")),
+        outputs=dict(_require(m, "outputs", f"{source}: model")),
+    )
+    _check_columns(features, model.input_width, source)
+    expected = {"value"} if task == "regression" else {"label", "probabilities"}
+    if set(model.outputs) != expected:
+        raise ManifestError(f"{source}: model.outputs must name {sorted(expected)} for task '{task}'")
+    labels = data.get("labels")
+    if task != "regression" and not labels:
+        raise ManifestError(f"{source}: a {task} model needs 'labels'")
+    return Manifest(
+        name=str(_require(data, "name", source)),
+        version=str(_require(data, "version", source)),
+        task=task,
+        features=features,
+        model=model,
+        labels=tuple(labels) if labels else None,
+        metrics=data.get("metrics") or {},
+        lineage=data.get("lineage") or {},
+        baseline=data.get("baseline") or {},
+        created_at=data.get("created_at", ""),
+    )
+
+
+def _check_columns(features: tuple[FeatureSpec, ...], width: int, source: str) -> None:
+    """Every model input column is written by exactly one feature."""
+    owner: dict[int, str] = {}
+    for f in features:
+        for col in range(f.column, f.column + f.width):
+            if col >= width:
+                raise ManifestError(f"{source}: feature '{f.name}' writes column {col} >= input_width {width}")
+            if col in owner:
+                raise ManifestError(f"{source}: features '{owner[col]}' and '{f.name}' both write column {col}")
+            owner[col] = f.name
+    if len(owner) != width:
+        missing = sorted(set(range(width)) - set(owner))
+        raise ManifestError(f"{source}: model input columns {missing[:5]} are written by no feature")
