@@ -1,0 +1,3 @@
+from onyxserve.cli import main
+import sys
+sys.exit(main())
