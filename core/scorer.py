@@ -1,0 +1,114 @@
+"""Load one model version and score rows: compiled normalization, then ONNX Runtime.
+
+The server, the export parity gate and batch prediction all score through this class, so
+online and offline scores are the same numbers. Only ``model.onnx`` and ``manifest.json`` are
+read; nothing is unpickled, and the ONNX file must match the manifest's sha256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from onyxserve.core.cpu import available_cpus
+from onyxserve.core.manifest import Manifest, ManifestError
+from onyxserve.core.model_store import MANIFEST_FILE, sha256_bytes
+from onyxserve.core.normalizer import FeatureNormalizer, RowBlock
+
+
+class ModelLoadError(Exception):
+    """A model version that cannot be served; the message names the file and the reason."""
+
+
+def session_options(intra_op_threads: int | None = None) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    threads = intra_op_threads or available_cpus()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning worker threads burn the cores the gRPC threads need between small batches.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+class OnnxScorer:
+    """A loaded version: its manifest, its compiled normalizer and its ORT session."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        onnx_bytes: bytes,
+        *,
+        intra_op_threads: int | None = None,
+        sketch_edges=None,
+    ) -> None:
+        self.manifest = manifest
+        self.normalizer = FeatureNormalizer.from_manifest(manifest, sketch_edges=sketch_edges)
+        self.session = ort.InferenceSession(
+            onnx_bytes, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
+        )
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != manifest.model.input_name:
+            raise ModelLoadError(
+                f"{manifest.name}/{manifest.version}: ONNX inputs {[i.name for i in inputs]} "
+                f"do not match manifest input '{manifest.model.input_name}'"
+            )
+        onnx_outputs = {o.name for o in self.session.get_outputs()}
+        missing = set(manifest.model.outputs.values()) - onnx_outputs
+        if missing:
+            raise ModelLoadError(f"{manifest.name}/{manifest.version}: ONNX graph lacks outputs {sorted(missing)}")
+        self._served_names = list(manifest.model.outputs)
+        self._onnx_names = [manifest.model.outputs[n] for n in self._served_names]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run the estimator on a normalized float32 ``[N, input_width]`` batch.
+
+        Returns served outputs: ``label`` ``[N]`` and ``probabilities`` ``[N, C]`` float32,
+        or ``value`` ``[N]`` float32.
+        """
+        results = self.session.run(self._onnx_names, {self.manifest.model.input_name: batch})
+        out = dict(zip(self._served_names, results))
+        if "value" in out:
+            out["value"] = np.ascontiguousarray(out["value"], dtype=np.float32).reshape(-1)
+        if "probabilities" in out:
+            out["probabilities"] = np.ascontiguousarray(out["probabilities"], dtype=np.float32)
+            out["label"] = np.asarray(out["label"]).reshape(-1)
+        return out
+
+    def score(self, blocks: Sequence[RowBlock]) -> dict[str, np.ndarray]:
+        """Normalize and run: the whole offline path in one call."""
+        return self.run(self.normalizer.gather(blocks))
+
+
+def load_version(version_dir: str | Path, *, intra_op_threads: int | None = None, sketch_edges=None) -> OnnxScorer:
+    """Read, verify and load ``version_dir``; ModelLoadError says what is wrong and where."""
+    version_dir = Path(version_dir)
+    manifest_path = version_dir / MANIFEST_FILE
+    try:
+        manifest = Manifest.load(manifest_path)
+    except FileNotFoundError:
+        raise ModelLoadError(f"{manifest_path}: missing") from None
+    except ManifestError as exc:
+        raise ModelLoadError(str(exc)) from None
+    model_path = version_dir / manifest.model.file
+    try:
+        onnx_bytes = model_path.read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{model_path}: cannot read ({exc.strerror})") from None
+    digest = sha256_bytes(onnx_bytes)
+    if digest != manifest.model.sha256:
+        raise ModelLoadError(
+            f"{model_path}: sha256 {digest[:12]}… does not match the manifest's {manifest.model.sha256[:12]}…"
+            " (file changed or corrupted)"
+        )
+    try:
+        return OnnxScorer(manifest, onnx_bytes, intra_op_threads=intra_op_threads, sketch_edges=sketch_edges)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # ORT raises its own types for invalid graphs
+        raise ModelLoadError(f"{model_path}: onnxruntime cannot load it: {exc}") from None
