@@ -1,0 +1,492 @@
+"""Split a fitted scikit-learn pipeline into manifest FeatureSpecs and the bare estimator.
+
+The preprocessing steps are not converted to ONNX: they are folded into the manifest, where
+the compiled core runs them (see ``core/manifest.py``). Each numeric column becomes the
+canonical ``clip((impute(x) - offset) * scale, clip_low, clip_high)``; each categorical column
+a category table for one-hot or ordinal encoding. Only fitted attributes are read.
+
+The walk keeps one state per column of the matrix flowing through the pipeline:
+
+- ``Raw``: an input column as the client sends it, perhaps imputed;
+- ``Num``: a numeric column after affine/clip steps (a ``Chain`` in canonical form);
+- ``Cat``: output column ``index`` of a categorical encoding of one input column.
+
+A step the core cannot run exactly is refused with an ExportError naming the step.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_selection import SelectorMixin
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MaxAbsScaler,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    RobustScaler,
+    StandardScaler,
+)
+
+from onyxserve.core.manifest import CategoricalSpec, FeatureSpec, NumericSpec
+from onyxserve.training.export_errors import ExportError
+
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class Chain:
+    """``clip((impute(x) - offset) * scale, low, high)``; ``impute`` is in raw units."""
+
+    impute: float | None = None
+    offset: float = 0.0
+    scale: float = 1.0
+    low: float = -INF
+    high: float = INF
+
+    def then_affine(self, m: float, s: float) -> Chain:
+        """Compose ``y -> (y - m) * s`` after this chain."""
+        if s > 0:
+            low, high = (self.low - m) * s, (self.high - m) * s
+        elif s < 0:
+            low, high = (self.high - m) * s, (self.low - m) * s
+        else:
+            return replace(self, scale=0.0, low=0.0, high=0.0)
+        if self.scale == 0.0:  # constant before: stays constant
+            const = (min(max(0.0, self.low), self.high) - m) * s
+            return replace(self, low=const, high=const)
+        return replace(self, offset=self.offset + m / self.scale, scale=self.scale * s, low=low, high=high)
+
+    def then_clip(self, a: float, b: float) -> Chain:
+        """Compose ``clip(y, a, b)``: a clamp of a clamp is the clamp of its bounds."""
+        return replace(self, low=min(max(self.low, a), b), high=max(min(self.high, b), a))
+
+    def then_impute(self, value: float, step: str) -> Chain:
+        """Compose an imputer after this chain by moving its fill value back to raw units."""
+        if self.impute is not None:
+            return self  # nothing is missing any more
+        if self.scale == 0.0:
+            const = min(max(0.0, self.low), self.high)
+            if value != const:
+                raise ExportError(f"step {step}: imputes {value} after a step that makes the column constant")
+            return replace(self, impute=self.offset)
+        if not self.low <= value <= self.high:
+            raise ExportError(
+                f"step {step}: fills {value}, outside the clip range [{self.low}, {self.high}] of an earlier"
+                " step; impute before clipping"
+            )
+        return replace(self, impute=value / self.scale + self.offset)
+
+
+@dataclass(frozen=True)
+class Raw:
+    feature: str
+    impute: Any = None  # raw fill value (number or category) from an imputer
+
+
+@dataclass(frozen=True)
+class Num:
+    feature: str
+    chain: Chain
+
+
+@dataclass(frozen=True)
+class Cat:
+    feature: str
+    spec: CategoricalSpec
+    index: int  # which output column of the encoding
+
+
+Col = Raw | Num | Cat
+
+
+def category_str(value: Any) -> str:
+    """The string a client sends for a category; a missing value is the empty string."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        v = float(value)
+        if math.isnan(v):
+            return ""
+        return str(int(v)) if v.is_integer() else repr(v)
+    return str(value)
+
+
+def _is_missing_marker(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return bool(np.isnan(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def describe(name: str, step: Any) -> str:
+    return f"'{name}' ({type(step).__name__})"
+
+
+# ---- column operations -------------------------------------------------------------------
+
+
+def _to_chain(col: Col, step: str) -> Chain:
+    if isinstance(col, Num):
+        return col.chain
+    if isinstance(col, Raw):
+        if col.impute is None:
+            return Chain()
+        if isinstance(col.impute, (str, bytes)):
+            raise ExportError(f"step {step}: column '{col.feature}' holds categories, not numbers")
+        return Chain(impute=float(col.impute))
+    raise ExportError(
+        f"step {step}: scales the encoded columns of categorical feature '{col.feature}', which the"
+        " serving core cannot do; scale numeric columns only (e.g. inside the ColumnTransformer)"
+    )
+
+
+def _affine(col: Col, m: float, s: float, step: str) -> Col:
+    if isinstance(col, Cat) and m == 0.0 and s == 1.0:
+        return col
+    return Num(col.feature, _to_chain(col, step).then_affine(float(m), float(s)))
+
+
+def _clip(col: Col, a: float, b: float, step: str) -> Col:
+    if isinstance(col, Cat):
+        values = [0.0, 1.0] if col.spec.encoding == "onehot" else [0.0, len(col.spec.categories) - 1.0]
+        if col.spec.unknown == "ignore" and not math.isnan(col.spec.unknown_value):
+            values.append(col.spec.unknown_value)
+        if a <= min(values) and b >= max(values):
+            return col  # the bounds cannot bite
+    return Num(col.feature, _to_chain(col, step).then_clip(float(a), float(b)))
+
+
+def _impute(col: Col, value: Any, step: str) -> Col:
+    if isinstance(col, Raw):
+        return col if col.impute is not None else Raw(col.feature, value)
+    if isinstance(col, Cat):
+        if col.spec.encoding == "ordinal" and math.isnan(col.spec.unknown_value):
+            raise ExportError(f"step {step}: imputes the NaN an ordinal encoder writes for unknown categories")
+        return col
+    if isinstance(value, (str, bytes)):
+        raise ExportError(f"step {step}: fills numeric feature '{col.feature}' with the string {value!r}")
+    return Num(col.feature, col.chain.then_impute(float(value), step))
+
+
+def _encode(col: Col, spec: CategoricalSpec, step: str) -> list[Col]:
+    if not isinstance(col, Raw):
+        raise ExportError(f"step {step}: encodes feature '{col.feature}' after it was already transformed")
+    if col.impute is not None:
+        spec = replace(spec, impute=category_str(col.impute))
+    return [Cat(col.feature, spec, i) for i in range(spec.width)]
+
+
+# ---- steps -------------------------------------------------------------------------------
+
+
+def _per_column(values: Any, n: int) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64).reshape(-1)
+    return np.full(n, arr[0]) if arr.size == 1 else arr
+
+
+def _check_width(step: Any, cols: Sequence[Col], where: str) -> None:
+    n = getattr(step, "n_features_in_", None)
+    if n is not None and n != len(cols):
+        raise ExportError(f"step {where}: fitted on {n} columns but receives {len(cols)} here")
+
+
+def _imputer(step: SimpleImputer, cols: list[Col], where: str) -> list[Col]:
+    if step.add_indicator:
+        raise ExportError(f"step {where} is not supported: add_indicator=True adds columns the core cannot write")
+    if not _is_missing_marker(step.missing_values):
+        raise ExportError(
+            f"step {where} is not supported: missing_values={step.missing_values!r}; only NaN/None can be"
+            " imputed by the serving core"
+        )
+    stats = list(step.statistics_)
+    kept = []
+    for col, value in zip(cols, stats):
+        if _is_missing_marker(value):
+            if not getattr(step, "keep_empty_features", False):
+                raise ExportError(f"step {where}: feature '{col.feature}' was all-missing at fit and is dropped")
+            value = 0.0
+        kept.append(_impute(col, value.item() if hasattr(value, "item") else value, where))
+    return kept
+
+
+def _scaler(step: Any, cols: list[Col], where: str) -> list[Col]:
+    n = len(cols)
+    if isinstance(step, StandardScaler):
+        m = _per_column(step.mean_, n) if step.mean_ is not None and step.with_mean else np.zeros(n)
+        s = 1.0 / _per_column(step.scale_, n) if step.scale_ is not None and step.with_std else np.ones(n)
+    elif isinstance(step, RobustScaler):
+        m = _per_column(step.center_, n) if step.with_centering else np.zeros(n)
+        s = 1.0 / _per_column(step.scale_, n) if step.with_scaling else np.ones(n)
+    elif isinstance(step, MaxAbsScaler):
+        m, s = np.zeros(n), 1.0 / _per_column(step.scale_, n)
+    else:  # MinMaxScaler: x * scale_ + min_ == (x - (-min_ / scale_)) * scale_
+        s = _per_column(step.scale_, n)
+        if np.any(s == 0):
+            raise ExportError(f"step {where}: a zero scale cannot be expressed")
+        m = -_per_column(step.min_, n) / s
+    out = [_affine(c, mi, si, where) for c, mi, si in zip(cols, m, s)]
+    if isinstance(step, MinMaxScaler) and step.clip:
+        lo, hi = step.feature_range
+        out = [_clip(c, lo, hi, where) for c in out]
+    return out
+
+
+def _function(step: FunctionTransformer, cols: list[Col], where: str) -> list[Col]:
+    if step.func is None:
+        return cols
+    if step.func is not np.clip:
+        raise ExportError(
+            f"step {where} is not supported: only FunctionTransformer(np.clip, kw_args=...) or the"
+            f" identity can be folded, not {getattr(step.func, '__name__', step.func)!r}"
+        )
+    kw = dict(step.kw_args or {})
+    a = kw.pop("a_min", kw.pop("min", None))
+    b = kw.pop("a_max", kw.pop("max", None))
+    if kw or (a is None and b is None):
+        raise ExportError(f"step {where}: np.clip needs only a_min/a_max (or min/max) kw_args, got {step.kw_args}")
+    n = len(cols)
+    lo = _per_column(-INF if a is None else a, n)
+    hi = _per_column(INF if b is None else b, n)
+    return [_clip(c, l, h, where) for c, l, h in zip(cols, lo, hi)]
+
+
+def _onehot(step: OneHotEncoder, cols: list[Col], where: str) -> list[Col]:
+    infrequent = getattr(step, "infrequent_categories_", None)
+    if infrequent is not None and any(x is not None and len(x) for x in infrequent):
+        raise ExportError(f"step {where} is not supported: it has infrequent categories, which the core cannot group")
+    drops = step.drop_idx_ if step.drop_idx_ is not None else [None] * len(cols)
+    unknown = "error" if step.handle_unknown == "error" else "ignore"
+    out: list[Col] = []
+    for col, cats, drop in zip(cols, step.categories_, drops):
+        spec = CategoricalSpec(
+            categories=_category_table(cats, col, where),
+            encoding="onehot",
+            drop=None if drop is None else int(drop),
+            unknown=unknown,
+        )
+        out += _encode(col, spec, where)
+    return out
+
+
+def _ordinal(step: OrdinalEncoder, cols: list[Col], where: str) -> list[Col]:
+    infrequent = getattr(step, "infrequent_categories_", None)
+    if infrequent is not None and any(x is not None and len(x) for x in infrequent):
+        raise ExportError(f"step {where} is not supported: it has infrequent categories, which the core cannot group")
+    use_value = step.handle_unknown == "use_encoded_value"
+    out: list[Col] = []
+    for col, cats in zip(cols, step.categories_):
+        table = _category_table(cats, col, where)
+        if "" in table:
+            missing_code = step.encoded_missing_value
+            if _is_missing_marker(missing_code) or int(missing_code) != table.index(""):
+                raise ExportError(
+                    f"step {where}: feature '{col.feature}' encodes missing values as {missing_code}, which the"
+                    " core cannot do; impute the column before the encoder"
+                )
+        spec = CategoricalSpec(
+            categories=table,
+            encoding="ordinal",
+            unknown="ignore" if use_value else "error",
+            unknown_value=float(step.unknown_value) if use_value else math.nan,
+        )
+        out += _encode(col, spec, where)
+    return out
+
+
+def _category_table(cats: Sequence[Any], col: Col, where: str) -> tuple[str, ...]:
+    table = tuple(category_str(c) for c in cats)
+    if len(set(table)) != len(table):
+        raise ExportError(f"step {where}: categories of '{col.feature}' collide as strings: {list(cats)}")
+    return table
+
+
+def _selector(step: SelectorMixin, cols: list[Col], where: str) -> list[Col]:
+    return [c for c, keep in zip(cols, step.get_support()) if keep]
+
+
+def _column_transformer(ct: ColumnTransformer, cols: list[Col], path: str) -> list[Col]:
+    where = f"'{path}' (ColumnTransformer)"
+    index_of = getattr(ct, "_transformer_to_input_indices", None)
+    if index_of is None:
+        raise ExportError(f"step {where}: this scikit-learn version does not expose the fitted column selections")
+    weights = ct.transformer_weights or {}
+    used: dict[int, str] = {}
+    out: list[Col] = []
+    for name, trans, _ in ct.transformers_:
+        idx = list(index_of.get(name, []))
+        if isinstance(trans, str) and trans == "drop" or not idx:
+            continue
+        for i in idx:
+            if i in used:
+                raise ExportError(
+                    f"step {where}: feature '{cols[i].feature}' is used by both transformers '{used[i]}' and"
+                    f" '{name}'; the serving core gives each input feature one normalization"
+                )
+            used[i] = name
+        sub = apply_step(trans, [cols[i] for i in idx], f"{path}__{name}")
+        w = weights.get(name)
+        if w is not None and w != 1:
+            sub = [_affine(c, 0.0, float(w), f"{where} weight of '{name}'") for c in sub]
+        out += sub
+    return out
+
+
+def _pipeline(pipe: Pipeline, cols: list[Col], path: str) -> list[Col]:
+    for name, step in pipe.steps:
+        cols = apply_step(step, cols, f"{path}__{name}")
+    return cols
+
+
+_SCALERS = (StandardScaler, MinMaxScaler, RobustScaler, MaxAbsScaler)
+
+
+def apply_step(step: Any, cols: list[Col], path: str) -> list[Col]:
+    """Fold one fitted step into the column states; ``path`` names it (``outer__inner``)."""
+    if step is None or (isinstance(step, str) and step == "passthrough"):
+        return cols
+    described = f"'{path}' ({type(step).__name__})"
+    if isinstance(step, Pipeline):
+        return _pipeline(step, cols, path)
+    if isinstance(step, ColumnTransformer):
+        _check_width(step, cols, described)
+        return _column_transformer(step, cols, path)
+    handlers: list[tuple[type, Callable[..., list[Col]]]] = [
+        (SimpleImputer, _imputer),
+        (_SCALERS, _scaler),
+        (FunctionTransformer, _function),
+        (OneHotEncoder, _onehot),
+        (OrdinalEncoder, _ordinal),
+        (SelectorMixin, _selector),
+    ]
+    for kinds, handler in handlers:
+        if isinstance(step, kinds):
+            _check_width(step, cols, described)
+            return handler(step, cols, described)
+    raise ExportError(
+        f"step {described} is not supported: the serving core runs only imputers, affine scalers,"
+        " clipping and one-hot/ordinal encoders; train without it or move it into the estimator"
+    )
+
+
+# ---- the whole pipeline ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Split:
+    estimator: BaseEstimator  # the final estimator, to convert to ONNX alone
+    features: tuple[FeatureSpec, ...]  # in client order
+    input_width: int
+    steps: tuple[dict[str, str], ...]  # the preprocessing steps folded, for lineage
+
+
+def flatten(estimator: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(name, step) pairs of a possibly nested Pipeline; the last one is the estimator."""
+    if not isinstance(estimator, Pipeline):
+        return [(prefix or type(estimator).__name__, estimator)]
+    out: list[tuple[str, Any]] = []
+    for name, step in estimator.steps:
+        out += flatten(step, f"{prefix}__{name}" if prefix else name) if isinstance(step, Pipeline) else [
+            (f"{prefix}__{name}" if prefix else name, step)
+        ]
+    return out
+
+
+def split_pipeline(
+    estimator: Any,
+    input_names: Sequence[str],
+    client_order: Sequence[str],
+    is_numeric: Callable[[str], bool],
+    estimator_allows_nan: Callable[[Any], bool],
+) -> Split:
+    """Fold the preprocessing of ``estimator`` into FeatureSpecs.
+
+    ``input_names``: the pipeline's input columns in its own order; ``client_order``: the same
+    names in the order the client sends them (the sample's); ``is_numeric(name)`` says whether
+    the sample column is numbers (else strings).
+    """
+    steps = flatten(estimator)
+    final_name, final = steps[-1]
+    if final is None or isinstance(final, str):
+        raise ExportError(f"the last step '{final_name}' is {final!r}, not an estimator")
+    cols: list[Col] = [Raw(n) for n in input_names]
+    for name, step in steps[:-1]:
+        cols = apply_step(step, cols, name)
+    n_in = getattr(final, "n_features_in_", None)
+    if n_in is not None and n_in != len(cols):
+        raise ExportError(
+            f"estimator '{final_name}' ({type(final).__name__}) takes {n_in} columns but the folded"
+            f" preprocessing produces {len(cols)}"
+        )
+    allow_nan = estimator_allows_nan(final)
+    specs = _features(cols, is_numeric, allow_nan)
+    rank = {n: i for i, n in enumerate(client_order)}
+    ordered = tuple(sorted(specs, key=lambda f: rank[f.name]))
+    folded = tuple(
+        {"name": n, "class": f"{type(s).__module__}.{type(s).__name__}"}
+        for n, s in steps[:-1]
+        if s is not None and not isinstance(s, str)
+    )
+    return Split(estimator=final, features=ordered, input_width=len(cols), steps=folded)
+
+
+def _features(cols: list[Col], is_numeric: Callable[[str], bool], allow_nan: bool) -> list[FeatureSpec]:
+    specs: list[FeatureSpec] = []
+    seen: set[str] = set()
+    pos = 0
+    while pos < len(cols):
+        col = cols[pos]
+        if col.feature in seen:
+            raise ExportError(
+                f"feature '{col.feature}' reaches the estimator in more than one place; the serving core"
+                " gives each input feature one normalization"
+            )
+        seen.add(col.feature)
+        if isinstance(col, Cat):
+            width = col.spec.width
+            block = cols[pos : pos + width]
+            if [getattr(c, "index", None) for c in block] != list(range(width)) or any(
+                c.feature != col.feature for c in block
+            ):
+                raise ExportError(
+                    f"the encoded columns of feature '{col.feature}' do not reach the estimator complete and in"
+                    " order (was a selector or column transformer applied after the encoder?)"
+                )
+            specs.append(FeatureSpec(name=col.feature, type="categorical", column=pos, categorical=col.spec))
+            pos += width
+            continue
+        if isinstance(col, Raw) and not is_numeric(col.feature):
+            raise ExportError(
+                f"feature '{col.feature}' holds strings but reaches the estimator unencoded; add a"
+                " OneHotEncoder or OrdinalEncoder for it"
+            )
+        chain = _to_chain(col, "final")
+        numeric = NumericSpec(
+            impute=chain.impute,
+            allow_nan=chain.impute is None and allow_nan,
+            offset=chain.offset,
+            scale=chain.scale,
+            clip_low=chain.low,
+            clip_high=chain.high,
+        )
+        specs.append(FeatureSpec(name=col.feature, type="numeric", column=pos, numeric=numeric))
+        pos += 1
+    return specs
