@@ -1,0 +1,170 @@
+"""One serving process: gRPC + HTTP on one event loop, the repository, and graceful shutdown.
+
+SIGTERM/SIGINT only set a flag. Shutdown then: health goes NOT_SERVING (and the server stops
+being ready) for ``shutdown_delay_s`` so load balancers notice, new requests are refused,
+in-flight requests get ``shutdown_grace_s`` to finish, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+from grpc_reflection.v1alpha import reflection
+
+from onyxserve.core.cpu import available_cpus
+from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
+from onyxserve.server.dataplane import DataPlane
+from onyxserve.server.grpc_servicer import InferenceServicer
+from onyxserve.server.http_app import build_app
+from onyxserve.server.repository import ModelRepository
+from onyxserve.server.settings import Settings
+
+log = logging.getLogger("onyxserve")
+SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass
+class BoundAddresses:
+    grpc: str
+    http: str | None
+    uds: str | None
+
+
+class Server:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        threads = settings.intra_op_threads or max(1, available_cpus() // settings.workers)
+        self.health = health_aio.HealthServicer()
+        self.repository = ModelRepository(
+            settings.repository,
+            intra_op_threads=threads,
+            unload_grace_s=settings.shutdown_grace_s,
+            on_change=self._model_changed,
+        )
+        self.dataplane = DataPlane(self.repository)
+        self._grpc: grpc.aio.Server | None = None
+        self._http: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._background: set[asyncio.Task] = set()
+        self.addresses: BoundAddresses | None = None
+
+    def _model_changed(self, name: str, serving: bool) -> None:
+        status = SERVING if serving and not self.dataplane.draining else NOT_SERVING
+        self._spawn(self.health.set(name, status))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def start(self) -> BoundAddresses:
+        s = self.settings
+        if s.model_control == "explicit" and s.load_models:
+            for name in s.load_models:
+                try:
+                    await self.repository.load(name)
+                except Exception as exc:  # noqa: BLE001 - one bad model must not stop the rest
+                    log.error("%s", exc)
+        elif s.model_control != "explicit" or not s.load_models:
+            await self.repository.scan()
+        self.dataplane.started = True
+        await self.health.set("", SERVING)
+        await self.health.set(SERVICE, SERVING)
+
+        options = [
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+            ("grpc.so_reuseport", 1 if s.workers > 1 else 0),
+        ]
+        self._grpc = grpc.aio.server(options=options)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceServicer(self.dataplane), self._grpc)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._grpc)
+        reflection.enable_server_reflection(
+            (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._grpc,
+        )
+        port = self._grpc.add_insecure_port(s.bind_address())
+        if port == 0:
+            raise OSError(f"cannot bind gRPC to {s.bind_address()}")
+        uds = None
+        if s.uds is not None:
+            s.uds.unlink(missing_ok=True)
+            uds = f"unix:{s.uds}"
+            self._grpc.add_insecure_port(uds)
+        await self._grpc.start()
+
+        http = None
+        if s.http_port >= 0:
+            app = build_app(self.dataplane, with_metrics=s.metrics, max_body_bytes=s.max_message_bytes)
+            self._http = web.AppRunner(app, access_log=None, handle_signals=False)
+            await self._http.setup()
+            site = web.TCPSite(self._http, s.host, s.http_port, reuse_port=s.workers > 1)
+            await site.start()
+            http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+            http = f"{s.host}:{http_port}"
+        if s.model_control == "poll":
+            self._spawn(self._poll())
+        self.addresses = BoundAddresses(grpc=f"{s.host}:{port}", http=http, uds=uds)
+        log.info("onyxserve ready: grpc=%s http=%s uds=%s models=%s", self.addresses.grpc, http, uds,
+                 [f"{m.name}/{m.version}" for m in self.repository.ready_models()])
+        return self.addresses
+
+    async def _poll(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.settings.poll_interval_s)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.repository.scan()
+            except Exception:  # noqa: BLE001 - polling must survive a bad scan
+                log.exception("repository scan failed")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stop.wait()
+
+    async def shutdown(self) -> None:
+        """Drain: NOT_SERVING, refuse new work, let in-flight requests finish, close."""
+        s = self.settings
+        self._stop.set()
+        self.dataplane.draining = True
+        await self.health.enter_graceful_shutdown()
+        if s.shutdown_delay_s > 0:
+            await asyncio.sleep(s.shutdown_delay_s)
+        self.dataplane.refusing = True
+        if self._grpc is not None:
+            await self._grpc.stop(s.shutdown_grace_s)
+        await self.repository.close(s.shutdown_grace_s)
+        if self._http is not None:
+            await self._http.cleanup()
+        for task in list(self._background):
+            task.cancel()
+        if s.uds is not None:
+            s.uds.unlink(missing_ok=True)
+        log.info("onyxserve stopped")
+
+
+async def serve(settings: Settings) -> int:
+    server = Server(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.request_stop)
+    await server.start()
+    await server.wait_stopped()
+    log.info("signal received: draining (grace %.1fs)", settings.shutdown_grace_s)
+    await server.shutdown()
+    return 0

@@ -1,0 +1,52 @@
+"""``onyxserve serve``: flags override ONYXSERVE_* environment, which overrides --config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("serve", help="serve a model repository over V2 gRPC and HTTP")
+    p.add_argument("--repository", type=Path, help="model repository folder (default ./models)")
+    p.add_argument("--config", type=Path, help="settings file (.toml or .json)")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (default 8001)")
+    p.add_argument("--http-port", type=int, help="HTTP port (default 8000, -1 disables)")
+    p.add_argument("--uds", type=Path, help="also serve gRPC on this unix socket")
+    p.add_argument("--workers", type=int, help="serving processes sharing the ports (default 1)")
+    p.add_argument("--model-control", choices=("poll", "explicit", "none"), help="repository control mode")
+    p.add_argument("--poll-interval", dest="poll_interval_s", type=float, help="seconds between scans")
+    p.add_argument("--load-model", dest="load_models", action="append", help="explicit mode: load at start")
+    p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted")
+    p.add_argument("--intra-op-threads", type=int, help="ORT threads per model (0 = CPU quota / workers)")
+    p.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float, help="drain time on SIGTERM")
+    p.add_argument("--shutdown-delay", dest="shutdown_delay_s", type=float, help="NOT_SERVING before draining")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from onyxserve.server.settings import load_settings
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
+    try:
+        settings = load_settings(args.config, **overrides)
+    except (ValidationError, OSError, ValueError) as exc:
+        raise SystemExit(f"onyxserve serve: invalid settings: {exc}") from None
+    configure_logging(settings.log_level)
+    if settings.workers > 1:
+        from onyxserve.server.workers import run_workers
+
+        return run_workers(settings)
+    from onyxserve.server.app import serve
+
+    return asyncio.run(serve(settings))

@@ -1,0 +1,101 @@
+"""The protocol-agnostic server: what gRPC and REST both do, in one place.
+
+Transports decode their wire format into ``Tensor`` lists and encode ``InferResult`` back;
+everything else (model lookup, validation, batching, outcome metrics) happens here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+import onyxserve
+from onyxserve.server.errors import InvalidInput, OnyxError, ShuttingDown
+from onyxserve.server.repository import ModelRepository, VersionState
+from onyxserve.server.served_model import ServedModel
+from onyxserve.server.tensors import Tensor
+
+SERVER_NAME = "onyxserve"
+EXTENSIONS = ("model_repository", "statistics", "model_configuration", "binary_tensor_data", "health")
+
+
+@dataclass(frozen=True)
+class InferResult:
+    model: ServedModel
+    outputs: dict[str, np.ndarray]  # requested outputs only, in the model's output order
+
+
+class DataPlane:
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+        self.draining = False  # shutting down: not ready, still answering
+        self.refusing = False  # shutting down: new requests are refused
+        self.started = False  # the first repository scan finished
+
+    # ---- health and metadata ----
+
+    def live(self) -> bool:
+        return True
+
+    def ready(self) -> bool:
+        return self.started and not self.draining
+
+    def server_metadata(self) -> tuple[str, str, tuple[str, ...]]:
+        return SERVER_NAME, onyxserve.__version__, EXTENSIONS
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            self.repository.get(name, version)
+        except OnyxError:
+            return False
+        return not self.draining
+
+    def model(self, name: str, version: str = "") -> ServedModel:
+        return self.repository.get(name, version)
+
+    def model_versions(self, name: str) -> list[str]:
+        return self.repository.versions(name)
+
+    def repository_index(self) -> list[VersionState]:
+        return self.repository.index()
+
+    # ---- inference ----
+
+    async def infer(
+        self,
+        name: str,
+        version: str,
+        tensors: Sequence[Tensor],
+        requested: Sequence[str] = (),
+        timeout_s: float | None = None,
+    ) -> InferResult:
+        arrived = time.perf_counter()
+        if self.refusing:
+            raise ShuttingDown("server is shutting down")
+        model = self.repository.get(name, version)
+        metrics, stats = model.metrics, model.batcher.stats
+        try:
+            if requested:
+                known = {o.name for o in model.outputs}
+                unknown = [r for r in requested if r not in known]
+                if unknown:
+                    raise InvalidInput(f"unknown output {unknown}; model '{name}' has {sorted(known)}")
+            outputs = await model.infer(tensors, timeout_s)
+        except Exception as exc:
+            stats.fail_count += 1
+            stats.fail_ns += int((time.perf_counter() - arrived) * 1e9)
+            metrics.failed(exc.status.name if isinstance(exc, OnyxError) else "INTERNAL")
+            raise
+        if requested:
+            outputs = {k: outputs[k] for k in requested}
+        elapsed = time.perf_counter() - arrived
+        metrics.ok.inc()
+        metrics.request_seconds.observe(elapsed)
+        stats.success_count += 1
+        stats.success_ns += int(elapsed * 1e9)
+        stats.last_inference_ms = int(time.time() * 1000)
+        return InferResult(model, outputs)
+

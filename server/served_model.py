@@ -1,0 +1,105 @@
+"""One loaded model version: scorer, request decoder, batcher, metrics and its V2 description."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from onyxserve.core.normalizer import FeatureValueError, RowBlock
+from onyxserve.core.scorer import OnnxScorer, load_version
+from onyxserve.server.batcher import BatchResult, DynamicBatcher, Outputs
+from onyxserve.server.errors import InvalidInput
+from onyxserve.server.metrics import ModelMetrics
+from onyxserve.server.model_config import ModelConfig
+from onyxserve.server.request_rows import MATRIX_INPUT, RowDecoder
+from onyxserve.server.tensors import NUMPY_TO_V2, Tensor
+
+PLATFORM = "onnxruntime_onnx"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1 is the batch dimension
+
+
+def output_datatype(array: np.ndarray) -> str:
+    if array.dtype.kind in ("O", "U", "S"):
+        return "BYTES"
+    return NUMPY_TO_V2[array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype]
+
+
+class ServedModel:
+    def __init__(self, scorer: OnnxScorer, config: ModelConfig) -> None:
+        manifest = scorer.manifest
+        self.name = manifest.name
+        self.version = manifest.version
+        self.manifest = manifest
+        self.scorer = scorer
+        self.config = config
+        self.decoder = RowDecoder(manifest)
+        self.metrics = ModelMetrics(self.name, self.version)
+        self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.run_batch, config, self.metrics)
+        self.inputs = self._describe_inputs()
+        self.outputs = self._describe_outputs()
+
+    @classmethod
+    def load(cls, version_dir: Path, config: ModelConfig, intra_op_threads: int) -> ServedModel:
+        """Blocking: reads and verifies files and builds the ORT session (run it off the loop)."""
+        threads = config.intra_op_threads or intra_op_threads or None
+        return cls(load_version(version_dir, intra_op_threads=threads), config)
+
+    async def start(self) -> None:
+        await self.batcher.start()
+        self.metrics.ready.set(1)
+
+    async def stop(self, grace_s: float) -> None:
+        self.metrics.ready.set(0)
+        await self.batcher.stop(grace_s)
+
+    async def infer(self, tensors: Sequence[Tensor], timeout_s: float | None = None) -> Outputs:
+        block = self.decoder.decode(tensors)
+        return await self.batcher.submit(block, timeout_s)
+
+    def run_batch(self, blocks: Sequence[RowBlock]) -> BatchResult:
+        """Compute thread: one gather+normalize pass, one ORT run. A block with a bad value
+        fails alone; the rest of the batch still runs."""
+        normalizer = self.scorer.normalizer
+        failed: dict[int, Exception] = {}
+        try:
+            batch = normalizer.gather(blocks)
+        except FeatureValueError:
+            good = []
+            for i, block in enumerate(blocks):
+                try:
+                    normalizer.gather_one(block)
+                    good.append(block)
+                except FeatureValueError as exc:
+                    failed[i] = InvalidInput(f"model '{self.name}' input {exc}")
+            if not good:
+                return BatchResult({}, failed)
+            batch = normalizer.gather(good)
+        return BatchResult(self.scorer.run(batch), failed)
+
+    def _describe_inputs(self) -> tuple[TensorInfo, ...]:
+        features = self.manifest.features
+        per_feature = tuple(
+            TensorInfo(f.name, "BYTES" if f.is_categorical else "FP32", (-1,)) for f in features
+        )
+        if self.manifest.all_numeric:
+            return (TensorInfo(MATRIX_INPUT, "FP32", (-1, len(features))),)
+        return per_feature
+
+    def _describe_outputs(self) -> tuple[TensorInfo, ...]:
+        if self.manifest.task == "regression":
+            return (TensorInfo("value", "FP32", (-1,)),)
+        labels = self.manifest.labels or ()
+        label_type = "BYTES" if any(isinstance(v, str) for v in labels) else "INT64"
+        return (
+            TensorInfo("label", label_type, (-1,)),
+            TensorInfo("probabilities", "FP32", (-1, len(labels))),
+        )

@@ -1,0 +1,60 @@
+"""Server settings: one typed object, from defaults < config file < ONYXSERVE_* env < CLI flags."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ONYXSERVE_", extra="forbid")
+
+    repository: Path = Field(Path("models"), description="Model repository folder.")
+    host: str = Field("127.0.0.1", description="Address the gRPC and HTTP listeners bind.")
+    grpc_port: int = Field(8001, description="gRPC port (0 picks a free one; single worker only).")
+    http_port: int = Field(8000, description="HTTP port for health, REST inference and /metrics; -1 disables.")
+    uds: Path | None = Field(None, description="Also serve gRPC on this unix socket path.")
+    workers: int = Field(1, ge=1, description="Serving processes sharing the ports (SO_REUSEPORT).")
+    model_control: str = Field(
+        "poll", pattern="^(poll|explicit|none)$",
+        description="poll: rescan the repository; explicit: load/unload only by API; none: load once.",
+    )
+    poll_interval_s: float = Field(5.0, gt=0, description="Seconds between repository scans in poll mode.")
+    load_models: list[str] = Field(
+        default_factory=list, description="explicit mode: models loaded at start (empty loads all)."
+    )
+    max_message_bytes: int = Field(
+        16 * 1024 * 1024, gt=0, description="Largest gRPC message accepted; larger is RESOURCE_EXHAUSTED."
+    )
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime threads per model; 0 = CPU quota / workers.")
+    shutdown_grace_s: float = Field(10.0, ge=0, description="In-flight requests get this long to finish on SIGTERM.")
+    shutdown_delay_s: float = Field(
+        0.0, ge=0, description="On SIGTERM, report NOT_SERVING this long before refusing requests."
+    )
+    metrics: bool = Field(True, description="Export Prometheus metrics on /metrics.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    def bind_address(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A TOML or JSON file of Settings fields (dashes or underscores)."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Defaults, then the config file, then ONYXSERVE_* environment, then explicit overrides."""
+    from_env = Settings()
+    values = read_config_file(config_file) if config_file else {}
+    values.update({name: getattr(from_env, name) for name in from_env.model_fields_set})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Settings(**values)
