@@ -6,10 +6,12 @@ input and loop without the GIL. See ``FeatureNormalizer.gather``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from onyxserve.core.manifest import FeatureSpec, Manifest, NumericSpec
 
 
 class FeatureValueError(ValueError):
@@ -37,3 +39,155 @@ class RowBlock:
     n_rows: int
     matrix: np.ndarray | None = None
     columns: Sequence[np.ndarray | bytes | memoryview] | None = None
+
+
+_INF, _NAN, _UNKNOWN, _TRUNC_PREFIX, _TRUNC_ELEMENT, _COUNT = range(1, 7)  # _normalize ST_*
+_NUMERIC, _ONEHOT, _ORDINAL = 0, 1, 2
+_IMPUTE, _ALLOW_NAN, _UNKNOWN_ERROR, _SKETCH = 1, 2, 4, 8
+
+
+class FeatureNormalizer:
+    """Gathers RowBlocks into one float32 batch matrix, normalizing as it copies.
+
+    All per-feature parameters are packed into contiguous arrays here, once; ``gather`` then
+    makes one compiled pass per batch (see ``_normalize.Plan.run``).
+
+    ``sketch_edges``: optional drift sketches updated in the same pass. For a numeric feature,
+    sorted finite bin edges of the raw value; its counts have ``len(edges) + 2`` slots: below
+    the first edge, the ``len(edges) - 1`` bins of ``numpy.histogram(x, edges)``, above the
+    last edge, NaN. For a categorical feature the value is ignored (use None); its counts are
+    one slot per category plus one for unknown (a missing, empty value counts as unknown).
+    A batch rejected with FeatureValueError leaves the counts unchanged. With sketches, calls
+    on one normalizer must not run concurrently (the counts are plain integers).
+    """
+
+    def __init__(
+        self,
+        features: Sequence[FeatureSpec],
+        width: int,
+        sketch_edges: Mapping[str, np.ndarray | None] | None = None,
+    ) -> None:
+        # Imported here so the reference oracle can import this module without the build.
+        from onyxserve.core._normalize import CategoryTable, Plan
+
+        self.features = tuple(features)
+        self.width = int(width)
+        self.n_features = n = len(self.features)
+        sketch_edges = dict(sketch_edges or {})
+        unknown = set(sketch_edges) - {f.name for f in self.features}
+        if unknown:
+            raise ValueError(f"sketch_edges names unknown features {sorted(unknown)}")
+        _check_columns(self.features, self.width)
+
+        column = np.array([f.column for f in self.features], dtype=np.intp)
+        kind = np.zeros(n, dtype=np.uint8)
+        flags = np.zeros(n, dtype=np.uint8)
+        # rows: offset, scale, clip_low, clip_high, fill (numeric impute / ordinal unknown_value)
+        num = np.array([[0.0, 1.0, -np.inf, np.inf, 0.0]] * n, dtype=np.float64).T.copy()
+        cat = np.array([[-1, -1, 0]] * n, dtype=np.intp).T.copy()  # drop, impute_code, n_cat
+        sketch = np.zeros((3, n), dtype=np.intp)  # counts offset, edges offset, n_edges
+        tables: list[CategoryTable | None] = [None] * n
+        edges: list[np.ndarray] = []
+        slices: dict[str, slice] = {}
+        n_counts = n_edges = 0
+        for j, f in enumerate(self.features):
+            if f.type == "text":
+                raise ValueError(f"feature '{f.name}': text features are not supported")
+            if f.categorical is not None:
+                c = f.categorical
+                tables[j] = table = CategoryTable(c.categories)
+                kind[j] = _ORDINAL if c.encoding == "ordinal" else _ONEHOT
+                flags[j] |= _UNKNOWN_ERROR if c.unknown == "error" else 0
+                num[4, j] = c.unknown_value
+                cat[:, j] = (
+                    -1 if c.drop is None or c.encoding == "ordinal" else c.drop,
+                    -1 if c.impute is None else table.lookup(c.impute),
+                    len(c.categories),
+                )
+                if c.impute is not None:
+                    flags[j] |= _IMPUTE
+                size = len(c.categories) + 1
+            else:
+                s = f.numeric or NumericSpec()
+                num[:, j] = (s.offset, s.scale, s.clip_low, s.clip_high, 0.0 if s.impute is None else s.impute)
+                flags[j] |= (_IMPUTE if s.impute is not None else 0) | (_ALLOW_NAN if s.allow_nan else 0)
+                if f.name in sketch_edges:
+                    e = _check_edges(f.name, sketch_edges[f.name])
+                    sketch[1:, j] = (n_edges, len(e))
+                    edges.append(e)
+                    n_edges += len(e)
+                size = sketch[2, j] + 2
+            if f.name in sketch_edges:
+                flags[j] |= _SKETCH
+                sketch[0, j] = n_counts
+                slices[f.name] = slice(n_counts, n_counts + size)
+                n_counts += size
+        self._counts = np.zeros(n_counts, dtype=np.int64)
+        self.sketch_counts: dict[str, np.ndarray] = {k: self._counts[s] for k, s in slices.items()}
+        flat_edges = np.concatenate(edges) if edges else np.zeros(0, dtype=np.float64)
+        self._plan = Plan(
+            [f.name for f in self.features], self.width, column, kind, flags, num, cat, tables,
+            sketch, flat_edges, self._counts,
+        )
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: Manifest, sketch_edges: Mapping[str, np.ndarray | None] | None = None
+    ) -> FeatureNormalizer:
+        return cls(manifest.features, manifest.model.input_width, sketch_edges)
+
+    def gather(self, blocks: Sequence[RowBlock], out: np.ndarray | None = None) -> np.ndarray:
+        """Normalize ``blocks`` into ``out`` (float32, C-contiguous ``[sum n_rows, width]``,
+        allocated when None) and return it. FeatureValueError for a bad value, naming the
+        feature and the row within its block; TypeError/ValueError for malformed arguments."""
+        result = self._plan.run(blocks, out)
+        if result is None:
+            raise self._value_error(blocks, self._plan.error)
+        return result
+
+    def gather_one(self, block: RowBlock) -> np.ndarray:
+        return self.gather((block,))
+
+    def reset_sketches(self) -> None:
+        self._counts[:] = 0
+
+    def _value_error(self, blocks: Sequence[RowBlock], error: tuple[int, ...]) -> FeatureValueError:
+        status, b, row, j, a, n, c = error
+        f = self.features[j]
+        if status == _INF:
+            reason = "is infinite"
+        elif status == _NAN:
+            reason = "is NaN and the model has no imputer"
+        elif status == _UNKNOWN:
+            value = f.categorical.impute if c else bytes(memoryview(blocks[b].columns[j])[a : a + n])
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "backslashreplace")
+            reason = f"unknown category {value!r}"
+        elif status == _TRUNC_PREFIX:
+            reason = f"malformed BYTES: truncated length prefix at byte {a}"
+        elif status == _TRUNC_ELEMENT:
+            size = memoryview(blocks[b].columns[j]).nbytes
+            reason = f"malformed BYTES: element {a} claims {n} bytes at byte {c}, only {size - c} left"
+        else:
+            reason = f"has {a} elements, expected {blocks[b].n_rows}"
+        return FeatureValueError(f.name, row, reason)
+
+
+def _check_columns(features: Sequence[FeatureSpec], width: int) -> None:
+    """The kernel writes without bounds checks: every column must be written exactly once."""
+    owner = np.full(width, -1)
+    for j, f in enumerate(features):
+        if f.column < 0 or f.column + f.width > width:
+            raise ValueError(f"feature '{f.name}' writes columns {f.column}..{f.column + f.width - 1}, width {width}")
+        if (owner[f.column : f.column + f.width] >= 0).any():
+            raise ValueError(f"feature '{f.name}' overlaps another feature's columns")
+        owner[f.column : f.column + f.width] = j
+    if (owner < 0).any():
+        raise ValueError(f"columns {np.flatnonzero(owner < 0)[:5].tolist()} are written by no feature")
+
+
+def _check_edges(name: str, edges: np.ndarray | None) -> np.ndarray:
+    e = np.ascontiguousarray(edges, dtype=np.float64).reshape(-1) if edges is not None else np.zeros(0)
+    if len(e) == 0 or not np.isfinite(e).all() or (np.diff(e) <= 0).any():
+        raise ValueError(f"sketch edges of '{name}' must be a non-empty, strictly increasing finite array")
+    return e
