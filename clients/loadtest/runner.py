@@ -21,6 +21,7 @@ from .stats import LoadResult, WorkerResult, merge
 
 _START_LEAD_NS = 300_000_000  # time for every process to receive the command before the start
 _ANSWER_GRACE_S = 5.0
+_READY_TIMEOUT_S = 60.0  # spawning a process that imports grpc and numpy takes ~1 s, more under load
 
 
 def _process_main(conn: Connection, target: str, pool: list[bytes], connections: int, index: int) -> None:
@@ -28,6 +29,7 @@ def _process_main(conn: Connection, target: str, pool: list[bytes], connections:
     from .closed_loop import closed_loop
     from .open_loop import open_loop
 
+    conn.send("ready")  # imports done: a start time the parent picks from now on is reachable
     while True:
         try:
             cmd = conn.recv()
@@ -82,6 +84,20 @@ class LoadRunner:
             p.start()
             child.close()
             self._procs.append(_Proc(p, parent))
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + _READY_TIMEOUT_S
+        for i, p in enumerate(self._procs):
+            ok = False
+            if p.conn.poll(max(0.0, deadline - time.monotonic())):
+                try:
+                    ok = p.conn.recv() == "ready"
+                except (EOFError, OSError):
+                    pass
+            if not ok:
+                self.close()
+                raise RuntimeError(f"load process {i} did not start within {_READY_TIMEOUT_S:.0f} s")
 
     def __enter__(self) -> LoadRunner:
         return self
