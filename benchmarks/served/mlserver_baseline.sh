@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Load MLServer (both configs, both reference models) with the onyxserve harness.
+#
+#   benchmarks/served/mlserver_baseline.sh MODELS_DIR [RESULTS_DIR]
+#
+# Needs setup_mlserver.sh MODELS_DIR to have run. Each (config, model) pair: closed loop over
+# CONCURRENCY (default 1,4,16,64), WARMUP / DURATION per level (default 2s / 5s), one row per
+# request from MODELS_DIR/sample.csv, outputs predict + predict_proba (label + probabilities,
+# like onyxserve's label + probabilities). JSON per run in RESULTS_DIR (default MODELS_DIR/results).
+# LOADTEST (default "onyxserve loadtest") is the harness command.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+MODELS_DIR=$(cd "${1:?usage: mlserver_baseline.sh MODELS_DIR [RESULTS_DIR]}" && pwd)
+RESULTS_DIR=${2:-$MODELS_DIR/results}
+CONCURRENCY=${CONCURRENCY:-1,4,16,64}
+WARMUP=${WARMUP:-2s}
+DURATION=${DURATION:-5s}
+LOADTEST=${LOADTEST:-onyxserve loadtest}
+CONFIGS=${CONFIGS:-default batching}
+MODELS=${MODELS:-fraud_lr fraud_rf}
+mkdir -p "$RESULTS_DIR"
+
+for config in $CONFIGS; do
+    dir=$MODELS_DIR/mlserver/$config
+    grpc_port=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['grpc_port'])" "$dir/settings.json")
+    "$here/run_mlserver.sh" start "$dir"
+    trap '"$here/run_mlserver.sh" stop "$dir"' EXIT
+    for model in $MODELS; do
+        echo "== MLServer $config / $model   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+        $LOADTEST "127.0.0.1:$grpc_port" --model "$model" --data "$MODELS_DIR/sample.csv" \
+            --output predict --output predict_proba \
+            --concurrency "$CONCURRENCY" --warmup "$WARMUP" --duration "$DURATION" \
+            --json "$RESULTS_DIR/mlserver-$config-$model.json" || echo "(run ended with status $?)"
+    done
+    "$here/run_mlserver.sh" stop "$dir"
+    trap - EXIT
+done
