@@ -60,6 +60,7 @@ cdef struct Table:  # open-addressing category table, readable without the GIL
 
 cdef struct Params:  # everything the nogil pass reads; pointers into arrays the Plan keeps alive
     Py_ssize_t n_features, width
+    bint identity  # feature j writes column j and nothing else: form A rows copy straight
     const Py_ssize_t* column
     const uint8_t* kind
     const uint8_t* flags
@@ -77,3 +78,5 @@ cdef struct Params:  # everything the nogil pass reads; pointers into arrays the
     const Py_ssize_t* ed_n
     const double* edges
     int64_t* counts
+    Py_ssize_t n_sketched  # numeric features with a sketch, for form A's per-row update
+    const Py_ssize_t* sketched

@@ -112,26 +112,25 @@ cdef inline void _sketch_num(const Params* p, Py_ssize_t j, double x) noexcept n
     c[lo] += 1
 
 
+cdef inline double _scale(double x, double off, double sc, double lo, double hi) noexcept nogil:
+    """``clip((x - off) * sc, lo, hi)`` in np.clip's order; NaN stays NaN. Branch-free (the
+    compiler turns both ternaries into max/min), so the loops calling it vectorize."""
+    x = (x - off) * sc
+    x = lo if x < lo else x
+    return hi if x > hi else x
+
+
 cdef inline int _num(const Params* p, Py_ssize_t j, double x, float* dst) noexcept nogil:
-    """Normalize one numeric value in double and store it as float32."""
-    cdef uint8_t f = p.flags[j]
-    cdef double y
-    if f & F_SKETCH:
-        _sketch_num(p, j, x)
-    if x - x != 0:  # NaN or +-inf: the only values that leave the fast path
+    """The full rules for one numeric value; the slow path for rows holding a NaN or inf."""
+    if x - x != 0:  # NaN or +-inf
         if x != x:
-            if f & F_IMPUTE:
+            if p.flags[j] & F_IMPUTE:
                 x = p.fill[j]
-            elif not (f & F_ALLOW_NAN):
+            elif not (p.flags[j] & F_ALLOW_NAN):
                 return ST_NAN
         else:
             return ST_INF
-    y = (x - p.offset[j]) * p.scale[j]
-    if y < p.lo[j]:  # same order as np.clip: max with low, then min with high; NaN stays NaN
-        y = p.lo[j]
-    if y > p.hi[j]:
-        y = p.hi[j]
-    dst[0] = <float>y
+    dst[0] = <float>_scale(x, p.offset[j], p.scale[j], p.lo[j], p.hi[j])
     return ST_OK
 
 
@@ -166,23 +165,66 @@ cdef int _first_bad(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_
 
 cdef int _matrix(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_t s0,
                  Py_ssize_t s1, float* out, Error* err) noexcept nogil:
-    """Form A: rows x features in one loop, writing whole output rows."""
-    cdef Py_ssize_t i, j, F = p.n_features, w = p.width
+    """Form A: rows x features in one loop, writing whole output rows.
+
+    Each row first goes through the branch-free fast loop, which only notes whether it met a
+    NaN or inf; such rows (rare) are redone with the full rules. Parameters are read through
+    local pointers: extensions build with -fno-strict-aliasing, so through ``p`` they would be
+    reloaded after every store.
+    """
+    cdef Py_ssize_t i, j, k, F = p.n_features, w = p.width
+    cdef const double* off = p.offset
+    cdef const double* sc = p.scale
+    cdef const double* lo = p.lo
+    cdef const double* hi = p.hi
+    cdef const Py_ssize_t* col = p.column
+    cdef bint dense = p.identity and s1 == sizeof(real_t)
+    cdef const real_t* r
+    cdef float* o
+    cdef double x
+    cdef int bad
     for i in range(n):
-        for j in range(F):
-            if _num(p, j, _at(base, i, j, s0, s1), out + i * w + p.column[j]):
-                return _first_bad(p, base, n, s0, s1, True, 0, err)
+        r = <const real_t*>(<const char*>base + i * s0)
+        o = out + i * w
+        bad = 0
+        if dense:  # contiguous row into the same columns: the loop the compiler vectorizes
+            for j in range(F):
+                x = r[j]
+                bad |= x - x != 0
+                o[j] = <float>_scale(x, off[j], sc[j], lo[j], hi[j])
+        else:
+            for j in range(F):
+                x = _at(base, i, j, s0, s1)
+                bad |= x - x != 0
+                o[col[j]] = <float>_scale(x, off[j], sc[j], lo[j], hi[j])
+        if bad:
+            for j in range(F):
+                if _num(p, j, _at(base, i, j, s0, s1), o + col[j]):
+                    return _first_bad(p, base, n, s0, s1, True, 0, err)
+        for k in range(p.n_sketched):
+            j = p.sketched[k]
+            _sketch_num(p, j, _at(base, i, j, s0, s1))
     return ST_OK
 
 
 cdef int _column(const Params* p, Py_ssize_t j, const real_t* base, Py_ssize_t n,
                  Py_ssize_t s0, float* out, Error* err) noexcept nogil:
-    """Form B numeric column ``j`` into output column ``column[j]``."""
+    """Form B numeric column ``j`` into output column ``column[j]``; same fast/slow split."""
     cdef Py_ssize_t i, w = p.width
+    cdef double off = p.offset[j], sc = p.scale[j], lo = p.lo[j], hi = p.hi[j], x
     cdef float* dst = out + p.column[j]
+    cdef int bad = 0
     for i in range(n):
-        if _num(p, j, _at(base, i, 0, s0, 0), dst + i * w):
-            return _first_bad(p, base, n, s0, 0, False, j, err)
+        x = _at(base, i, 0, s0, 0)
+        bad |= x - x != 0
+        dst[i * w] = <float>_scale(x, off, sc, lo, hi)
+    if bad:
+        for i in range(n):
+            if _num(p, j, _at(base, i, 0, s0, 0), dst + i * w):
+                return _first_bad(p, base, n, s0, 0, False, j, err)
+    if p.flags[j] & F_SKETCH:
+        for i in range(n):
+            _sketch_num(p, j, _at(base, i, 0, s0, 0))
     return ST_OK
 
 
@@ -331,6 +373,12 @@ cdef class Plan:
         p.offset, p.scale, p.lo, p.hi, p.fill = &num[0, 0], &num[1, 0], &num[2, 0], &num[3, 0], &num[4, 0]
         p.drop, p.impute_code, p.n_cat = &cat[0, 0], &cat[1, 0], &cat[2, 0]
         p.tables = self._tables
+        p.identity = width == F and all(column[j] == j for j in range(F))
+        sketched = np.array([j for j in range(F) if kind[j] == K_NUMERIC and flags[j] & F_SKETCH], dtype=np.intp)
+        cdef const Py_ssize_t[::1] sk = sketched
+        self._keep += (sketched,)
+        p.n_sketched = sketched.shape[0]
+        p.sketched = &sk[0] if p.n_sketched else NULL
         p.sk_off, p.ed_off, p.ed_n = &sketch[0, 0], &sketch[1, 0], &sketch[2, 0]
         p.edges = &edges[0] if edges.shape[0] else NULL
         p.counts = &counts[0] if counts.shape[0] else NULL
