@@ -295,13 +295,14 @@ def _ordinal(step: OrdinalEncoder, cols: list[Col], where: str) -> list[Col]:
     out: list[Col] = []
     for col, cats in zip(cols, step.categories_):
         table = _category_table(cats, col, where)
-        if "" in table:
-            missing_code = step.encoded_missing_value
-            if _is_missing_marker(missing_code) or int(missing_code) != table.index(""):
+        if "" in table and not _missing_is_its_index(step, table):
+            if not (use_value and _same_code(step.encoded_missing_value, step.unknown_value) and table[-1] == ""):
                 raise ExportError(
-                    f"step {where}: feature '{col.feature}' encodes missing values as {missing_code}, which the"
-                    " core cannot do; impute the column before the encoder"
+                    f"step {where}: feature '{col.feature}' encodes missing values as {step.encoded_missing_value}"
+                    f" and unknown ones as {step.unknown_value if use_value else 'an error'}; the core can"
+                    " only give both the same code; impute the column before the encoder"
                 )
+            table = table[:-1]  # missing (sent as "") becomes unknown, which has the same code
         spec = CategoricalSpec(
             categories=table,
             encoding="ordinal",
@@ -310,6 +311,17 @@ def _ordinal(step: OrdinalEncoder, cols: list[Col], where: str) -> list[Col]:
         )
         out += _encode(col, spec, where)
     return out
+
+
+def _missing_is_its_index(step: OrdinalEncoder, table: tuple[str, ...]) -> bool:
+    code = step.encoded_missing_value
+    return not _is_missing_marker(code) and int(code) == table.index("")
+
+
+def _same_code(a: Any, b: Any) -> bool:
+    return (_is_missing_marker(a) and _is_missing_marker(b)) or (
+        not _is_missing_marker(a) and not _is_missing_marker(b) and float(a) == float(b)
+    )
 
 
 def _category_table(cats: Sequence[Any], col: Col, where: str) -> tuple[str, ...]:

@@ -31,6 +31,10 @@ from onyxserve.training.parity import row_block
 from onyxserve.training.sklearn_split import Chain
 from tests.training.data import mixed_frame, targets
 
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning", "ignore:Found unknown categories:UserWarning"
+)
+
 
 def assert_folded_exactly(pipeline: Pipeline, sample: pd.DataFrame, manifest) -> None:
     """The manifest's normalization equals the pipeline's own transform on the sample."""
@@ -197,3 +201,19 @@ def test_refuses_native_categorical_strings(tmp_path):
     hgb = HistGradientBoostingClassifier(max_iter=5, categorical_features="from_dtype")
     msg = refused(hgb, frame, tmp_path)
     assert "'color'" in msg
+
+
+def test_ordinal_missing_and_unknown_as_nan_for_native_nan_trees(tmp_path):
+    # the usual HistGradientBoosting recipe: missing and unknown categories both become NaN
+    frame = mixed_frame()
+    frame.loc[::13, "color"] = np.nan
+    enc = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
+    pre = ColumnTransformer([("cat", enc, ["color"])], remainder="passthrough")
+    pipeline = Pipeline([("pre", pre), ("hgb", HistGradientBoostingClassifier(max_iter=10, random_state=0))])
+    pipeline.fit(frame, targets(mixed_frame(), "binary"))
+    sample = frame.iloc[:60].copy()
+    sample.loc[sample.index[1], "color"] = "mauve"
+    result = export_model(pipeline, name="hgb", repository=tmp_path, sample=sample)
+    color = result.manifest.features[2]
+    assert color.categorical.categories == ("blue", "green", "red", "teal") and color.categorical.unknown == "ignore"
+    assert_folded_exactly(pipeline, sample, result.manifest)
