@@ -374,7 +374,8 @@ cdef class Plan:
         p.drop, p.impute_code, p.n_cat = &cat[0, 0], &cat[1, 0], &cat[2, 0]
         p.tables = self._tables
         p.identity = width == F and all(column[j] == j for j in range(F))
-        sketched = np.array([j for j in range(F) if kind[j] == K_NUMERIC and flags[j] & F_SKETCH], dtype=np.intp)
+        sketched = np.array([j for j in range(F) if kind[j] == K_NUMERIC and flags[j] & F_SKETCH],
+                            dtype=np.intp)
         cdef const Py_ssize_t[::1] sk = sketched
         self._keep += (sketched,)
         p.n_sketched = sketched.shape[0]

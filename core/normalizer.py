@@ -109,7 +109,8 @@ class FeatureNormalizer:
                 size = len(c.categories) + 1
             else:
                 s = f.numeric or NumericSpec()
-                num[:, j] = (s.offset, s.scale, s.clip_low, s.clip_high, 0.0 if s.impute is None else s.impute)
+                fill = 0.0 if s.impute is None else s.impute
+                num[:, j] = (s.offset, s.scale, s.clip_low, s.clip_high, fill)
                 flags[j] |= (_IMPUTE if s.impute is not None else 0) | (_ALLOW_NAN if s.allow_nan else 0)
                 if f.name in sketch_edges:
                     e = _check_edges(f.name, sketch_edges[f.name])
@@ -178,7 +179,8 @@ def _check_columns(features: Sequence[FeatureSpec], width: int) -> None:
     owner = np.full(width, -1)
     for j, f in enumerate(features):
         if f.column < 0 or f.column + f.width > width:
-            raise ValueError(f"feature '{f.name}' writes columns {f.column}..{f.column + f.width - 1}, width {width}")
+            last = f.column + f.width - 1
+            raise ValueError(f"feature '{f.name}' writes columns {f.column}..{last}, width {width}")
         if (owner[f.column : f.column + f.width] >= 0).any():
             raise ValueError(f"feature '{f.name}' overlaps another feature's columns")
         owner[f.column : f.column + f.width] = j

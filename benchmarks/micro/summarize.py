@@ -22,7 +22,8 @@ def main(paths: list[str]) -> None:
             for b in json.load(f)["benchmarks"]:
                 info = b["extra_info"]
                 runs[info["model"], info["case"]][info["impl"]].append(b["stats"]["median"])
-    print(f"| model | batch | {' | '.join(f'{i} (µs)' for i in IMPLS)} | numpy_lean / compiled | reference / compiled |")
+    heads = " | ".join(f"{i} (µs)" for i in IMPLS)
+    print(f"| model | batch | {heads} | numpy_lean / compiled | reference / compiled |")
     print("|---|---|" + "---:|" * (len(IMPLS) + 2))
     for (model, case), by_impl in sorted(runs.items(), key=lambda kv: (kv[0][0], _rows(kv[0][1]))):
         med = {i: statistics.median(by_impl[i]) * 1e6 for i in IMPLS}

@@ -46,7 +46,7 @@ def random_features(rng: np.random.Generator, n: int, categorical: bool) -> tupl
     starts = np.zeros(n, dtype=int)
     starts[order] = np.concatenate([[0], np.cumsum(np.array(widths)[order])[:-1]])
     features = [
-        FeatureSpec(f"f{j}", k, int(starts[j]), **({"categorical": s} if k == "categorical" else {"numeric": s}))
+        FeatureSpec(f"f{j}", k, int(starts[j]), **{"categorical" if k == "categorical" else "numeric": s})
         for j, (k, s) in enumerate(zip(kinds, specs))
     ]
     return features, int(sum(widths))

@@ -43,7 +43,8 @@ def test_column_form_matches_reference(seed, dtype):
 def test_mixed_forms_into_given_output():
     rng = np.random.default_rng(7)
     features, width = random_features(rng, 6, categorical=False)
-    blocks = [random_block(rng, features, n, form) for n, form in [(2, "matrix"), (3, "columns"), (1, "matrix")]]
+    layout = [(2, "matrix"), (3, "columns"), (1, "matrix")]
+    blocks = [random_block(rng, features, n, form) for n, form in layout]
     out = np.full((6, width), 99.0, dtype=np.float32)
     assert check(features, width, blocks, out) is out
 
@@ -59,7 +60,8 @@ def test_strided_and_misaligned_inputs():
     assert not misaligned.flags.aligned
     readonly = data.copy()
     readonly.setflags(write=False)
-    views = [big[::2, ::3], np.asfortranarray(data), data[::-1], data[::-1, ::-1][:, ::-1], misaligned, readonly]
+    views = [big[::2, ::3], np.asfortranarray(data), data[::-1], data[::-1, ::-1][:, ::-1], misaligned,
+             readonly]
     check(features, width, [RowBlock(40, matrix=v) for v in views])
     check(features, width, [RowBlock(40, columns=[big[::2, 3 * j] for j in range(5)])])
     check(features, width, [RowBlock(40, columns=[data[:, j : j + 1] for j in range(5)])])  # [n, 1] columns

@@ -69,14 +69,16 @@ def test_matrix_form_reports_the_references_error():
     m[3, 0] = np.nan  # ...but the reference goes feature by feature
     m[2, 0] = np.inf  # ...and reports infinities before NaNs
     got, ref = errors([RowBlock(4, matrix=np.ones((4, 3))), RowBlock(4, matrix=m)], features, 3)
-    assert (got.feature, got.row, got.reason) == (ref.feature, ref.row, ref.reason) == ("f0", 2, "is infinite")
+    assert (got.feature, got.row, got.reason) == (ref.feature, ref.row, ref.reason)
+    assert (got.feature, got.row, got.reason) == ("f0", 2, "is infinite")
 
 
 def test_categorical_imputer_outside_categories_is_unknown():
     spec = CategoricalSpec(("a",), impute="missing")
     features = [FeatureSpec("c", "categorical", 0, categorical=spec)]
     got, ref = errors([RowBlock(2, columns=[v2bytes.encode(["a", ""])])], features, 1)
-    assert (got.feature, got.row, got.reason) == (ref.feature, ref.row, ref.reason) == ("c", 1, "unknown category 'missing'")
+    assert (got.feature, got.row, got.reason) == (ref.feature, ref.row, ref.reason)
+    assert (got.feature, got.row, got.reason) == ("c", 1, "unknown category 'missing'")
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -119,7 +121,8 @@ NUMERIC = [FeatureSpec("a", "numeric", 0), FeatureSpec("b", "numeric", 1)]
         ([RowBlock(1, columns=[np.ones(2), np.ones(1)])], None, ValueError, "'a'"),
         ([RowBlock(1, matrix=np.ones((1, 2)))], np.zeros((1, 2)), TypeError, "float32"),
         ([RowBlock(1, matrix=np.ones((1, 2)))], np.zeros((2, 2), np.float32), ValueError, "shape"),
-        ([RowBlock(2, matrix=np.ones((2, 2)))], np.zeros((2, 4), np.float32)[:, ::2], ValueError, "C-contiguous"),
+        ([RowBlock(2, matrix=np.ones((2, 2)))], np.zeros((2, 4), np.float32)[:, ::2], ValueError,
+         "C-contiguous"),
     ],
 )
 def test_misuse_raises_type_or_value_error(blocks, out, exc, match):
