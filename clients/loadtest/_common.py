@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from collections import Counter
@@ -28,6 +29,26 @@ def _identity(data: bytes) -> bytes:
 
 def make_channels(target: str, connections: int) -> list[grpc.aio.Channel]:
     return [grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) for _ in range(connections)]
+
+
+async def wait_for_start(rec: Recorder, start_ns: int) -> None:
+    """Sleep until the common start; note how late this process is when it gets there."""
+    delay = (start_ns - time.monotonic_ns()) / 1e9
+    if delay > 0:
+        await asyncio.sleep(delay)
+    rec.start_late_s = max(0.0, (time.monotonic_ns() - start_ns) / 1e9)
+
+
+async def connect(channels: list[grpc.aio.Channel], until_ns: int) -> None:
+    """Open the connections before the window starts, so connection set-up is not measured; a
+    server that is not there yet is left to the calls themselves (they report UNAVAILABLE)."""
+    timeout = (until_ns - time.monotonic_ns()) / 1e9
+    if timeout <= 0:
+        return
+    try:
+        await asyncio.wait_for(asyncio.gather(*(c.channel_ready() for c in channels)), timeout)
+    except asyncio.TimeoutError:
+        pass
 
 
 def infer_callable(channel: grpc.aio.Channel):
@@ -58,8 +79,12 @@ class Recorder:
         self.aborted: str | None = None
         self._unavailable_since: int | None = None
         self._aborted_at: int | None = None
+        self.calls = 0
+        self.start_late_s = 0.0
+        self._cpu_start = time.process_time()
 
     def ok(self, sent_ns: int, latency_ns: int, response: bytes | None = None) -> None:
+        self.calls += 1
         self._unavailable_since = None
         if self.outputs is None and response is not None:
             try:
@@ -72,6 +97,7 @@ class Recorder:
             self.latencies.append(latency_ns)
 
     def error(self, sent_ns: int, exc: grpc.RpcError) -> None:
+        self.calls += 1
         code = exc.code() if hasattr(exc, "code") else None
         name = code.name if code is not None else "UNKNOWN"
         if sent_ns < self.start_ns:
@@ -102,4 +128,7 @@ class Recorder:
             aborted=self.aborted,
             outputs=self.outputs,
             wall_s=wall,
+            cpu_s=time.process_time() - self._cpu_start,
+            calls=self.calls,
+            start_late_s=self.start_late_s,
         )

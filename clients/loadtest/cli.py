@@ -169,6 +169,9 @@ def main(args: argparse.Namespace) -> int:
         level = f"concurrency {result.concurrency}" if result.mode == "closed" else f"rate {result.rate:g}/s"
         print(f"  {level}: {result.throughput_rps:,.0f} req/s, p99 {result.latency_ms['p99']:.3f} ms, "
               f"{result.error_count} errors", flush=True)
+        if result.client_start_late_ms > args.warmup * 1e3:
+            print(f"  warning: a load process started {result.client_start_late_ms:.0f} ms late, past the "
+                  "warm-up: the client was short of CPU, this window under-states the load", flush=True)
         report["results"].append(result.to_dict())
         if result.aborted:
             report["aborted"] = result.aborted
@@ -189,6 +192,9 @@ def main(args: argparse.Namespace) -> int:
     print(format_table(collected))
     if collected and collected[-1].outputs:
         print(f"outputs: {collected[-1].outputs}")
+    cpu = [r.client_cpu_us_per_request for r in collected if r.client_cpu_us_per_request]
+    if cpu:
+        print(f"harness CPU per request: {min(cpu):.0f}-{max(cpu):.0f} us (all load processes)")
     if args.json:
         print(f"results written to {args.json}")
     if report["aborted"]:

@@ -8,7 +8,7 @@ import time
 
 import grpc
 
-from ._common import Recorder, infer_callable, make_channels
+from ._common import Recorder, connect, infer_callable, make_channels, wait_for_start
 from .stats import WorkerResult
 
 _BACKOFF_S = 0.01  # after UNAVAILABLE, so a dead server does not turn the loop into a spin
@@ -37,9 +37,8 @@ async def closed_loop(
     calls = [infer_callable(c) for c in channels]
     n = len(pool)
     try:
-        delay = (start_ns - time.monotonic_ns()) / 1e9
-        if delay > 0:
-            await asyncio.sleep(delay)
+        await connect(channels, start_ns)
+        await wait_for_start(rec, start_ns)
 
         async def worker(i: int) -> None:
             call = calls[i % len(calls)]

@@ -15,7 +15,7 @@ import time
 import grpc
 import numpy as np
 
-from ._common import Recorder, infer_callable, make_channels
+from ._common import Recorder, connect, infer_callable, make_channels, wait_for_start
 from .stats import WorkerResult
 
 
@@ -74,6 +74,8 @@ async def open_loop(
             sem.release()
 
     try:
+        await connect(channels, start_ns)
+        await wait_for_start(rec, start_ns)
         scheduled = float(start_ns + phase_ns)
         i = 0
         while rec.aborted is None:

@@ -19,7 +19,8 @@ from typing import Any
 
 from .stats import LoadResult, WorkerResult, merge
 
-_START_LEAD_NS = 300_000_000  # time for every process to receive the command before the start
+# time for every process to receive the command and connect before the start
+_START_LEAD_NS = 1_000_000_000
 _ANSWER_GRACE_S = 5.0
 _READY_TIMEOUT_S = 60.0  # spawning a process that imports grpc and numpy takes ~1 s, more under load
 

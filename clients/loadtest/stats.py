@@ -54,6 +54,9 @@ class WorkerResult:
     aborted: str | None = None  # why this process stopped early (server gone, ...)
     outputs: dict[str, list[int]] | None = None  # output name -> shape of the first response
     wall_s: float = 0.0  # window actually covered (shorter when aborted)
+    cpu_s: float = 0.0  # this process's CPU time over the whole command (warm-up included)
+    calls: int = 0  # requests completed over the whole command, OK or not
+    start_late_s: float = 0.0  # how late this process began sending (starved of CPU, slow connect)
 
 
 @dataclass
@@ -81,6 +84,12 @@ class LoadResult:
     warmup_requests: int = 0
     aborted: str | None = None
     outputs: dict[str, list[int]] | None = None
+    # the harness's own CPU per request (all load processes, warm-up included): what the
+    # generator takes from the cores it shares with the server under test
+    client_cpu_us_per_request: float | None = None
+    # the latest a load process began sending, after the common start; beyond the warm-up it
+    # ate into the measured window (the client, not the server, was short of CPU)
+    client_start_late_ms: float = 0.0
 
     @property
     def error_count(self) -> int:
@@ -132,6 +141,8 @@ def merge(
     covered = covered if covered > 0 else duration_s
     throughput = lat.size / covered
     outputs = next((p.outputs for p in parts if p.outputs), None)
+    calls = sum(p.calls for p in parts)
+    cpu_us = sum(p.cpu_s for p in parts) / calls * 1e6 if calls else None
     return LoadResult(
         mode=mode,
         concurrency=concurrency,
@@ -148,6 +159,8 @@ def merge(
         warmup_requests=sum(p.warmup_ok + p.warmup_errors for p in parts),
         aborted=aborted,
         outputs=outputs,
+        client_cpu_us_per_request=cpu_us,
+        client_start_late_ms=max((p.start_late_s for p in parts), default=0.0) * 1e3,
     )
 
 

@@ -138,6 +138,7 @@ def test_closed_loop_sweep_over_tcp(tcp_server):
         lat = r.latency_ms
         assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"] < 1000
         assert r.outputs == {"label": [1], "probabilities": [1, 2]}
+        assert 0 < r.client_cpu_us_per_request < 100_000
     # every measured request reached the server (the rest were warm-up or in flight at the end)
     measured = sum(r.requests + r.warmup_requests for r in results)
     assert tcp_server.servicer.seen["dot"] >= measured
@@ -146,14 +147,15 @@ def test_closed_loop_sweep_over_tcp(tcp_server):
 @pytest.mark.timeout(30)
 def test_open_loop_over_a_unix_socket_sends_at_the_rate(uds_server):
     target = f"unix://{uds_server.address.removeprefix('unix://')}"
-    r = run_open_loop(target, "dot", rate=200.0, duration_s=1.0, warmup_s=0.2, arrival="constant",
+    r = run_open_loop(target, "dot", rate=200.0, duration_s=1.0, warmup_s=0.5, arrival="constant",
                       processes=2, rows_per_request=3)
     assert r.aborted is None and r.errors == {}
     # constant arrivals: 200/s over a 1 s window, give or take the window's edges
     assert 190 <= r.requests <= 210
     assert r.rows_per_s == pytest.approx(3 * r.throughput_rps)
-    assert r.send_lag_ms is not None and r.send_lag_ms["p50"] < 50
-    assert r.latency_ms["p50"] < 100
+    # the client keeps to its schedule (loose bounds: CI machines are shared and busy)
+    assert r.send_lag_ms is not None and r.send_lag_ms["p50"] < 250
+    assert r.latency_ms["p50"] < 3000
 
 
 @pytest.mark.timeout(30)
@@ -180,7 +182,15 @@ def test_errors_are_counted_by_status_code(tcp_server):
 @pytest.mark.timeout(40)
 def test_a_server_that_dies_mid_run_gives_one_line_and_the_results_so_far(tcp_server, tmp_path, capsys):
     out = tmp_path / "out.json"
-    threading.Timer(2.0, tcp_server.stop).start()  # first window done, the second one is cut
+
+    def kill_during_second_window() -> None:
+        deadline = time.monotonic() + 30
+        while not out.exists() and time.monotonic() < deadline:  # written after the first window
+            time.sleep(0.05)
+        time.sleep(0.6)
+        tcp_server.stop()
+
+    threading.Thread(target=kill_during_second_window, daemon=True).start()
     started = time.monotonic()
     code = standalone([
         f"127.0.0.1:{tcp_server.port}", "--model", "dot", "--concurrency", "2,4", "--warmup", "200ms",
@@ -195,7 +205,7 @@ def test_a_server_that_dies_mid_run_gives_one_line_and_the_results_so_far(tcp_se
     report = json.loads(out.read_text())
     assert report["aborted"].startswith("server unavailable")
     first, second = report["results"]
-    assert first["concurrency"] == 2 and first["aborted"] is None and first["requests"] > 0
+    assert first["concurrency"] == 2 and first["aborted"] is None and first["requests"] > 0, first
     assert second["aborted"] and second["errors"].get("UNAVAILABLE", 0) > 0
     assert "c=2" in captured.out  # the table still shows what was measured
 
