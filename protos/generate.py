@@ -35,6 +35,12 @@ def generate(out_dir: Path) -> list[Path]:
     for path in written:
         # protoc writes flat imports; the package is onyxserve.protos.
         text = re.sub(r"^import (\w+_pb2) as", r"from . import \1 as", path.read_text(), flags=re.M)
+        # Register in onyxserve's own descriptor pool, not the process-wide default: Triton's
+        # client registers the same `inference.*` names there, and both must import together.
+        text = text.replace(
+            "DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(",
+            "from ._pool import POOL\nDESCRIPTOR = POOL.AddSerializedFile(",
+        )
         path.write_text(text)
     return written
 

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from onyxserve.core.cpu import available_cpus
 from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.protos._pool import POOL
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.grpc_servicer import InferenceServicer
@@ -38,6 +39,18 @@ class BoundAddresses:
     grpc: str
     http: str | None
     uds: str | None
+
+
+def reflection_pool():
+    """Our private pool, plus the health and reflection files, so reflection can describe all three."""
+    from grpc_reflection.v1alpha import reflection_pb2
+
+    for module in (health_pb2, reflection_pb2):
+        try:
+            POOL.FindFileByName(module.DESCRIPTOR.name)
+        except KeyError:
+            POOL.AddSerializedFile(module.DESCRIPTOR.serialized_pb)
+    return POOL
 
 
 class Server:
@@ -92,10 +105,14 @@ class Server:
         reflection.enable_server_reflection(
             (SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             self._grpc,
+            pool=reflection_pool(),
         )
-        port = self._grpc.add_insecure_port(s.bind_address())
+        try:
+            port = self._grpc.add_insecure_port(s.bind_address())
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise OSError(f"cannot bind gRPC to {s.bind_address()}")
+            raise SystemExit(f"onyxserve: cannot bind gRPC to {s.bind_address()} (address in use?)")
         uds = None
         if s.uds is not None:
             s.uds.unlink(missing_ok=True)

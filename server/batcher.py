@@ -37,6 +37,8 @@ class BatchResult:
 
     outputs: Outputs
     failed: dict[int, Exception]
+    normalize_ns: int = 0  # gather + normalize in the compiled core
+    infer_ns: int = 0  # ONNX Runtime
 
 
 # Runs in the compute thread: normalize the blocks into one batch and score it. A block with
@@ -62,8 +64,10 @@ class BatchStats:
     fail_ns: int = 0
     queue_count: int = 0
     queue_ns: int = 0
-    compute_count: int = 0
-    compute_ns: int = 0
+    compute_count: int = 0  # batches, for each of the three compute phases
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
     inference_count: int = 0  # rows
     execution_count: int = 0  # batches
     last_inference_ms: int = 0
@@ -77,6 +81,10 @@ class DynamicBatcher:
         self._delay = config.max_queue_delay_microseconds / 1e6
         self._max_queue = config.max_queue_size
         self._default_timeout = config.default_timeout_microseconds / 1e6 or None
+        # Small batches run on the loop thread: the hop to a compute thread and back costs more
+        # CPU than normalizing and scoring a few rows (measured: 407 vs 319 µs of server CPU per
+        # one-row request). Larger batches go to the compute thread so the loop keeps accepting.
+        self._inline_max_rows = config.inline_max_rows
         self._metrics = metrics
         self.stats = BatchStats()
         self._queue: deque[_Pending] = deque()
@@ -183,7 +191,10 @@ class DynamicBatcher:
         stats.queue_count += len(batch)
         blocks = [p.block for p in batch]
         try:
-            result = await loop.run_in_executor(self._executor, self._run_batch, blocks)
+            if sum(b.n_rows for b in blocks) <= self._inline_max_rows:
+                result = self._run_batch(blocks)
+            else:
+                result = await loop.run_in_executor(self._executor, self._run_batch, blocks)
         except OnyxError as exc:
             self._fail(batch, exc)
             return
@@ -205,8 +216,6 @@ class DynamicBatcher:
         metrics.batch_rows.observe(rows)
         metrics.batches[trigger].inc()
         metrics.rows.inc(rows)
-        stats.compute_count += 1
-        stats.compute_ns += int(elapsed * 1e9)
         stats.inference_count += rows
         stats.execution_count += 1
         offset = 0
@@ -215,6 +224,10 @@ class DynamicBatcher:
             if not p.future.done():
                 p.future.set_result({k: v[offset : offset + n] for k, v in outputs.items()})
             offset += n
+        stats.compute_count += 1
+        stats.compute_input_ns += result.normalize_ns
+        stats.compute_infer_ns += result.infer_ns
+        stats.compute_output_ns += int((loop.time() - start - elapsed) * 1e9)
 
     def _fail(self, batch: list[_Pending], exc: Exception) -> None:
         for p in batch:

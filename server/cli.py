@@ -49,4 +49,16 @@ def run(args: argparse.Namespace) -> int:
         return run_workers(settings)
     from onyxserve.server.app import serve
 
-    return asyncio.run(serve(settings))
+    return run_event_loop(serve(settings))
+
+
+def run_event_loop(main) -> int:
+    """uvloop when installed (the gRPC/asyncio per-request overhead is most of our CPU), else asyncio."""
+    import os
+    try:
+        import uvloop
+    except ImportError:
+        uvloop = None
+    if uvloop is not None and os.environ.get("ONYXSERVE_EVENT_LOOP", "uvloop") == "uvloop":
+        return uvloop.run(main)
+    return asyncio.run(main)

@@ -216,6 +216,8 @@ def _statistics(model: ServedModel) -> pb.ModelStatistics:
             success=duration(count=s.success_count, ns=s.success_ns),
             fail=duration(count=s.fail_count, ns=s.fail_ns),
             queue=duration(count=s.queue_count, ns=s.queue_ns),
-            compute_infer=duration(count=s.compute_count, ns=s.compute_ns),
+            compute_input=duration(count=s.compute_count, ns=s.compute_input_ns),
+            compute_infer=duration(count=s.compute_count, ns=s.compute_infer_ns),
+            compute_output=duration(count=s.compute_count, ns=s.compute_output_ns),
         ),
     )

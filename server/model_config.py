@@ -24,6 +24,7 @@ class ModelConfig:
     num_versions: int = 1  # latest: how many
     versions: tuple[str, ...] = ()  # specific: which
     intra_op_threads: int = 0  # 0 = the server's setting
+    inline_max_rows: int = 64  # batches up to this many rows run on the event loop thread
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelConfig:
@@ -41,7 +42,7 @@ class ModelConfig:
         if "versions" in data:
             data["versions"] = tuple(str(v) for v in data["versions"])
         for key in ("max_batch_size", "max_queue_delay_microseconds", "max_queue_size",
-                    "default_timeout_microseconds", "num_versions", "intra_op_threads"):
+                    "default_timeout_microseconds", "num_versions", "intra_op_threads", "inline_max_rows"):
             value = data.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{path}: '{key}' must be a non-negative integer, got {value!r}")

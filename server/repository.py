@@ -71,10 +71,11 @@ class ModelRepository:
             model = self._served.get(name, {}).get(version)
             if model is not None:
                 return model
-        state = self._states.get((name, version)) if version else None
-        if state is not None or (not version and any(k[0] == name for k in self._states)):
-            why = f": {state.reason}" if state and state.reason else ""
-            raise ModelNotReady(f"model '{name}'{f' version {version}' if version else ''} is not ready{why}")
+        states = [s for s in self._states.values() if s.name == name and (not version or s.version == version)]
+        if states:
+            reasons = "; ".join(s.reason for s in states if s.reason)
+            label = f"model '{name}'" + (f" version {version}" if version else "")
+            raise ModelNotReady(f"{label} is not ready" + (f": {reasons}" if reasons else ""))
         if version and name in self._served:
             raise ModelNotFound(f"model '{name}' has no version '{version}'; serving {sorted(self._served[name])}")
         raise ModelNotFound(f"model '{name}' not found; serving {sorted(self._served) or 'no models'}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ class ServedModel:
         fails alone; the rest of the batch still runs."""
         normalizer = self.scorer.normalizer
         failed: dict[int, Exception] = {}
+        started = time.perf_counter_ns()
         try:
             batch = normalizer.gather(blocks)
         except FeatureValueError:
@@ -83,7 +85,9 @@ class ServedModel:
             if not good:
                 return BatchResult({}, failed)
             batch = normalizer.gather(good)
-        return BatchResult(self.scorer.run(batch), failed)
+        normalized = time.perf_counter_ns()
+        outputs = self.scorer.run(batch)
+        return BatchResult(outputs, failed, normalized - started, time.perf_counter_ns() - normalized)
 
     def _describe_inputs(self) -> tuple[TensorInfo, ...]:
         features = self.manifest.features

@@ -20,13 +20,11 @@ log = logging.getLogger("onyxserve")
 
 
 def _worker(settings: Settings) -> None:
-    import asyncio
-
     from onyxserve.server.app import serve
-    from onyxserve.server.cli import configure_logging
+    from onyxserve.server.cli import configure_logging, run_event_loop
 
     configure_logging(settings.log_level)
-    raise SystemExit(asyncio.run(serve(settings)))
+    raise SystemExit(run_event_loop(serve(settings)))
 
 
 def run_workers(settings: Settings) -> int:
