@@ -7,7 +7,9 @@
 # CONCURRENCY (default 1,4,16,64), WARMUP / DURATION per level (default 2s / 5s), one row per
 # request from MODELS_DIR/sample.csv, outputs predict + predict_proba (label + probabilities,
 # like onyxserve's label + probabilities). JSON per run in RESULTS_DIR (default MODELS_DIR/results).
-# LOADTEST (default "onyxserve loadtest") is the harness command.
+# LOADTEST (default "onyxserve loadtest") is the harness command. On a shared machine,
+# QUIET_LOAD=1.0 waits (up to QUIET_WAIT s, default 300) before each run for the 1-minute load
+# average to drop below 1.0; the load average at the start of each run is printed either way.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -21,12 +23,21 @@ CONFIGS=${CONFIGS:-default batching}
 MODELS=${MODELS:-fraud_lr fraud_rf}
 mkdir -p "$RESULTS_DIR"
 
+wait_quiet() {
+    [[ -n ${QUIET_LOAD:-} ]] || return 0
+    local until=$((SECONDS + ${QUIET_WAIT:-300}))
+    while awk -v max="$QUIET_LOAD" '{exit !($1 >= max)}' /proc/loadavg && ((SECONDS < until)); do
+        sleep 5
+    done
+}
+
 for config in $CONFIGS; do
     dir=$MODELS_DIR/mlserver/$config
     grpc_port=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['grpc_port'])" "$dir/settings.json")
     "$here/run_mlserver.sh" start "$dir"
     trap '"$here/run_mlserver.sh" stop "$dir"' EXIT
     for model in $MODELS; do
+        wait_quiet
         echo "== MLServer $config / $model   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
         $LOADTEST "127.0.0.1:$grpc_port" --model "$model" --data "$MODELS_DIR/sample.csv" \
             --output predict --output predict_proba \

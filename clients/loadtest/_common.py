@@ -37,6 +37,7 @@ async def wait_for_start(rec: Recorder, start_ns: int) -> None:
     if delay > 0:
         await asyncio.sleep(delay)
     rec.start_late_s = max(0.0, (time.monotonic_ns() - start_ns) / 1e9)
+    rec.reset_cpu()  # count the CPU of sending, not of start-up and connecting
 
 
 async def connect(channels: list[grpc.aio.Channel], until_ns: int) -> None:
@@ -81,6 +82,9 @@ class Recorder:
         self._aborted_at: int | None = None
         self.calls = 0
         self.start_late_s = 0.0
+        self._cpu_start = time.process_time()
+
+    def reset_cpu(self) -> None:
         self._cpu_start = time.process_time()
 
     def ok(self, sent_ns: int, latency_ns: int, response: bytes | None = None) -> None:
