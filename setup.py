@@ -4,7 +4,9 @@ Metadata lives in pyproject.toml; this file only knows what setuptools cannot de
 statically: the folder -> package mapping and the compiled extensions.
 
 ONYXSERVE_CYTHON_DEBUG=1 turns bounds and wraparound checks back on (and -O0 -g), for a
-debug test run; the default build assumes what the Python wrappers have validated.
+debug test run; the default build assumes what the Python wrappers have validated. Switching
+between the two needs ``build_ext --inplace --force`` (scripts/test.sh does), since the
+generated C file and the .so are otherwise reused.
 """
 
 import os
@@ -48,7 +50,7 @@ extensions = [
 setup(
     packages=list(FOLDERS),
     package_dir=FOLDERS,
-    package_data={"onyxserve.core": ["*.pxd", "*.pyx"], "onyxserve.protos": ["*.proto", "*.pyi"]},
-    ext_modules=cythonize(extensions, compiler_directives=directives, force=DEBUG),
+    package_data={"onyxserve.core": ["*.pxd", "*.pxi", "*.pyx"], "onyxserve.protos": ["*.proto", "*.pyi"]},
+    ext_modules=cythonize(extensions, compiler_directives=directives, force=True),
     zip_safe=False,
 )
