@@ -83,9 +83,11 @@ class Recorder:
         self.calls = 0
         self.start_late_s = 0.0
         self._cpu_start = time.process_time()
+        self._cpu_wall_start = time.monotonic()
 
     def reset_cpu(self) -> None:
         self._cpu_start = time.process_time()
+        self._cpu_wall_start = time.monotonic()
 
     def ok(self, sent_ns: int, latency_ns: int, response: bytes | None = None) -> None:
         self.calls += 1
@@ -133,6 +135,7 @@ class Recorder:
             outputs=self.outputs,
             wall_s=wall,
             cpu_s=time.process_time() - self._cpu_start,
+            cpu_wall_s=time.monotonic() - self._cpu_wall_start,
             calls=self.calls,
             start_late_s=self.start_late_s,
         )

@@ -192,9 +192,11 @@ def main(args: argparse.Namespace) -> int:
     print(format_table(collected))
     if collected and collected[-1].outputs:
         print(f"outputs: {collected[-1].outputs}")
-    cpu = [r.client_cpu_us_per_request for r in collected if r.client_cpu_us_per_request]
+    cpu = [(r.client_cpu_us_per_request, r.client_cpu_cores) for r in collected if r.client_cpu_us_per_request]
     if cpu:
-        print(f"harness CPU per request: {min(cpu):.0f}-{max(cpu):.0f} us (all load processes)")
+        per_request = ", ".join(f"{us:.0f}" for us, _ in cpu)
+        cores = ", ".join(f"{c:.2f}" for _, c in cpu)
+        print(f"harness CPU (all load processes, per window): {per_request} us/request; {cores} cores")
     if args.json:
         print(f"results written to {args.json}")
     if report["aborted"]:

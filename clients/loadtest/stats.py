@@ -54,7 +54,8 @@ class WorkerResult:
     aborted: str | None = None  # why this process stopped early (server gone, ...)
     outputs: dict[str, list[int]] | None = None  # output name -> shape of the first response
     wall_s: float = 0.0  # window actually covered (shorter when aborted)
-    cpu_s: float = 0.0  # this process's CPU time over the whole command (warm-up included)
+    cpu_s: float = 0.0  # this process's CPU time while sending (warm-up included)
+    cpu_wall_s: float = 0.0  # the wall time cpu_s was measured over
     calls: int = 0  # requests completed over the whole command, OK or not
     start_late_s: float = 0.0  # how late this process began sending (starved of CPU, slow connect)
 
@@ -87,6 +88,7 @@ class LoadResult:
     # the harness's own CPU per request (all load processes, warm-up included): what the
     # generator takes from the cores it shares with the server under test
     client_cpu_us_per_request: float | None = None
+    client_cpu_cores: float | None = None  # CPU the load processes used, in cores (1.0 = one core)
     # the latest a load process began sending, after the common start; beyond the warm-up it
     # ate into the measured window (the client, not the server, was short of CPU)
     client_start_late_ms: float = 0.0
@@ -160,8 +162,15 @@ def merge(
         aborted=aborted,
         outputs=outputs,
         client_cpu_us_per_request=cpu_us,
+        client_cpu_cores=_cores(parts),
         client_start_late_ms=max((p.start_late_s for p in parts), default=0.0) * 1e3,
     )
+
+
+def _cores(parts: list[WorkerResult]) -> float | None:
+    """CPU of all load processes over the longest span measured (an idle process's span is ~0)."""
+    span = max((p.cpu_wall_s for p in parts), default=0.0)
+    return sum(p.cpu_s for p in parts) / span if span > 0 else None
 
 
 def format_table(results: list[LoadResult]) -> str:

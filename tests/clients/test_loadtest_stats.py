@@ -111,3 +111,14 @@ def test_table_has_one_line_per_window():
     assert len(lines) == 3
     assert "c=4" in lines[1] and "UNAVAILABLE:3" in lines[1]
     assert "500/s poisson" in lines[2]
+
+
+def test_harness_cpu_is_reported_per_request_and_in_cores():
+    parts = [
+        WorkerResult(cpu_s=0.5, cpu_wall_s=2.0, calls=1000),
+        WorkerResult(cpu_s=0.3, cpu_wall_s=2.0, calls=1000),
+        WorkerResult(cpu_s=0.0001, cpu_wall_s=0.0001, calls=0),  # a process with nothing to do
+    ]
+    r = merge(parts, mode="closed", duration_s=1.0, concurrency=2, rows_per_request=1)
+    assert r.client_cpu_us_per_request == pytest.approx(0.8001 / 2000 * 1e6)
+    assert r.client_cpu_cores == pytest.approx(0.8001 / 2.0)
