@@ -115,7 +115,6 @@ class DynamicBatcher:
         timeout_s = timeout_s if timeout_s is not None else self._default_timeout
         pending = _Pending(block, loop.create_future(), now, now + timeout_s if timeout_s else None)
         self._queue.append(pending)
-        self._metrics.queue_depth.inc()
         self._wakeup.set()
         return await pending.future
 
@@ -128,7 +127,8 @@ class DynamicBatcher:
             while queue and rows + queue[0].block.n_rows <= self._max_rows:
                 rows += queue[0].block.n_rows
                 batch.append(queue.popleft())
-        self._metrics.queue_depth.dec(len(batch))
+        # sampled once per batch (what stays queued behind it) rather than two updates per request
+        self._metrics.queue_depth.set(len(queue))
         return batch
 
     def _queued_rows(self) -> int:

@@ -40,7 +40,7 @@ COMPUTE_SECONDS = Histogram("onyxserve_compute_duration_seconds",
 BATCH_ROWS = Histogram("onyxserve_batch_rows", "Rows per executed batch.", MODEL, buckets=BATCH_BUCKETS)
 BATCHES = Counter("onyxserve_batches", "Executed batches by what sent them: full, delay or idle.",
                   MODEL + ("trigger",))
-QUEUE_DEPTH = Gauge("onyxserve_queue_depth", "Requests waiting for a batch.", MODEL,
+QUEUE_DEPTH = Gauge("onyxserve_queue_depth", "Requests left waiting when the last batch started.", MODEL,
                     multiprocess_mode="livesum")
 MODEL_READY = Gauge("onyxserve_model_ready", "1 when the model version is loaded and serving.", MODEL,
                     multiprocess_mode="livemax")
