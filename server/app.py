@@ -27,6 +27,7 @@ from onyxserve.server.grpc_servicer import InferenceServicer
 from onyxserve.server.http_app import build_app
 from onyxserve.server.repository import ModelRepository
 from onyxserve.server.settings import Settings
+from onyxserve.server.tls import grpc_credentials, http_context
 
 log = logging.getLogger("onyxserve")
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
@@ -107,8 +108,12 @@ class Server:
             self._grpc,
             pool=reflection_pool(),
         )
+        credentials = grpc_credentials(s)
         try:
-            port = self._grpc.add_insecure_port(s.bind_address())
+            if credentials is None:
+                port = self._grpc.add_insecure_port(s.bind_address())
+            else:
+                port = self._grpc.add_secure_port(s.bind_address(), credentials)
         except RuntimeError:
             port = 0
         if port == 0:
@@ -117,6 +122,7 @@ class Server:
         if s.uds is not None:
             s.uds.unlink(missing_ok=True)
             uds = f"unix:{s.uds}"
+            # a unix socket is reached only from inside the pod/host: plaintext, like Triton's
             self._grpc.add_insecure_port(uds)
         await self._grpc.start()
 
@@ -125,7 +131,8 @@ class Server:
             app = build_app(self.dataplane, with_metrics=s.metrics, max_body_bytes=s.max_message_bytes)
             self._http = web.AppRunner(app, access_log=None, handle_signals=False)
             await self._http.setup()
-            site = web.TCPSite(self._http, s.host, s.http_port, reuse_port=s.workers > 1)
+            site = web.TCPSite(self._http, s.host, s.http_port, reuse_port=s.workers > 1,
+                               ssl_context=http_context(s))
             await site.start()
             http_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
             http = f"{s.host}:{http_port}"

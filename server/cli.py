@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--intra-op-threads", type=int, help="ORT threads per model (0 = CPU quota / workers)")
     p.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float, help="drain time on SIGTERM")
     p.add_argument("--shutdown-delay", dest="shutdown_delay_s", type=float, help="NOT_SERVING before draining")
+    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve gRPC and HTTP over TLS")
+    p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    p.add_argument("--tls-client-ca", type=Path, help="require client certificates from this CA (mTLS)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
     p.set_defaults(func=run)
 
