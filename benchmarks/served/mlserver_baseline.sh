@@ -7,6 +7,8 @@
 # CONCURRENCY (default 1,4,16,64), WARMUP / DURATION per level (default 2s / 5s), one row per
 # request from MODELS_DIR/sample.csv, outputs predict + predict_proba (label + probabilities,
 # like onyxserve's label + probabilities). JSON per run in RESULTS_DIR (default MODELS_DIR/results).
+# OUTPUTS (default "predict predict_proba") are the requested outputs; TAG is appended to the
+# config part of the JSON names (e.g. TAG=_probaonly OUTPUTS=predict_proba).
 # LOADTEST (default "onyxserve loadtest") is the harness command. On a shared machine,
 # QUIET_LOAD=1.0 waits (up to QUIET_WAIT s, default 300) before each run for the 1-minute load
 # average to drop below 1.0; the load average at the start of each run is printed either way.
@@ -21,6 +23,10 @@ DURATION=${DURATION:-5s}
 LOADTEST=${LOADTEST:-onyxserve loadtest}
 CONFIGS=${CONFIGS:-default batching}
 MODELS=${MODELS:-fraud_lr fraud_rf}
+OUTPUTS=${OUTPUTS:-predict predict_proba}
+TAG=${TAG:-}
+output_args=()
+for o in $OUTPUTS; do output_args+=(--output "$o"); done
 mkdir -p "$RESULTS_DIR"
 
 wait_quiet() {
@@ -38,11 +44,11 @@ for config in $CONFIGS; do
     trap '"$here/run_mlserver.sh" stop "$dir"' EXIT
     for model in $MODELS; do
         wait_quiet
-        echo "== MLServer $config / $model   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
+        echo "== MLServer $config / $model / outputs: $OUTPUTS   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
         $LOADTEST "127.0.0.1:$grpc_port" --model "$model" --data "$MODELS_DIR/sample.csv" \
-            --output predict --output predict_proba \
+            "${output_args[@]}" \
             --concurrency "$CONCURRENCY" --warmup "$WARMUP" --duration "$DURATION" \
-            --json "$RESULTS_DIR/mlserver-$config-$model.json" || echo "(run ended with status $?)"
+            --json "$RESULTS_DIR/mlserver-$config$TAG-$model.json" || echo "(run ended with status $?)"
     done
     "$here/run_mlserver.sh" stop "$dir"
     trap - EXIT

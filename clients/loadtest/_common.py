@@ -74,6 +74,7 @@ class Recorder:
         self.latencies = array("q")
         self.lags = array("q")
         self.errors: Counter[str] = Counter()
+        self.error_details: dict[str, str] = {}  # first message seen per status code
         self.warmup_ok = 0
         self.warmup_errors = 0
         self.outputs: dict[str, list[int]] | None = None
@@ -110,6 +111,8 @@ class Recorder:
             self.warmup_errors += 1
         elif sent_ns < self.end_ns:
             self.errors[name] += 1
+        if name not in self.error_details:
+            self.error_details[name] = exc.details() if hasattr(exc, "details") else str(exc)
         if code == grpc.StatusCode.UNAVAILABLE:
             now = time.monotonic_ns()
             if self._unavailable_since is None:
@@ -129,6 +132,7 @@ class Recorder:
             latencies_ns=self.latencies.tobytes(),
             send_lag_ns=self.lags.tobytes(),
             errors=dict(self.errors),
+            error_details=dict(self.error_details),
             warmup_ok=self.warmup_ok,
             warmup_errors=self.warmup_errors,
             aborted=self.aborted,

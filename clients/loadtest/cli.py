@@ -138,6 +138,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
 
+    if args.json:
+        try:  # fail now, not after the first window
+            _write_json(args.json, {"results": [], "note": "run in progress"})
+        except OSError as exc:
+            print(f"loadtest: cannot write --json {args.json}: {exc}", file=sys.stderr)
+            return 2
+
     form = plan.form
     shape = "per-feature tensors" if form.per_feature else f"'{form.input_name}' {form.datatype} [N,{len(plan.workload.features)}]"
     print(f"target {args.target}  model {args.model}{':' + args.version if args.version else ''}  "
@@ -192,6 +199,9 @@ def main(args: argparse.Namespace) -> int:
     print(format_table(collected))
     if collected and collected[-1].outputs:
         print(f"outputs: {collected[-1].outputs}")
+    details = {k: v for r in collected for k, v in r.error_details.items()}
+    for code, message in sorted(details.items()):
+        print(f"first {code} message: {message}")
     cpu = [(r.client_cpu_us_per_request, r.client_cpu_cores) for r in collected if r.client_cpu_us_per_request]
     if cpu:
         per_request = ", ".join(f"{us:.0f}" for us, _ in cpu)
@@ -207,6 +217,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _write_json(path: Path, report: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)

@@ -49,6 +49,7 @@ class WorkerResult:
     latencies_ns: bytes = b""  # int64 native order, one per OK request sent in the window
     send_lag_ns: bytes = b""  # open loop: actual send time - scheduled time, per request sent
     errors: dict[str, int] = field(default_factory=dict)  # status code name -> count (window)
+    error_details: dict[str, str] = field(default_factory=dict)  # status code name -> first message
     warmup_ok: int = 0
     warmup_errors: int = 0
     aborted: str | None = None  # why this process stopped early (server gone, ...)
@@ -92,6 +93,7 @@ class LoadResult:
     # the latest a load process began sending, after the common start; beyond the warm-up it
     # ate into the measured window (the client, not the server, was short of CPU)
     client_start_late_ms: float = 0.0
+    error_details: dict[str, str] = field(default_factory=dict)  # status code -> first message seen
 
     @property
     def error_count(self) -> int:
@@ -163,6 +165,7 @@ def merge(
         outputs=outputs,
         client_cpu_us_per_request=cpu_us,
         client_cpu_cores=_cores(parts),
+        error_details={k: v for p in reversed(parts) for k, v in p.error_details.items()},
         client_start_late_ms=max((p.start_late_s for p in parts), default=0.0) * 1e3,
     )
 

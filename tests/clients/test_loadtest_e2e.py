@@ -177,6 +177,7 @@ def test_errors_are_counted_by_status_code(tcp_server):
     r = run_closed_loop(f"127.0.0.1:{tcp_server.port}", "dot", concurrency=2, duration_s=0.5, warmup_s=0.1,
                         processes=1, plan=plan)
     assert r.requests == 0 and set(r.errors) == {"NOT_FOUND"} and r.errors["NOT_FOUND"] > 5
+    assert r.error_details["NOT_FOUND"] == "unknown model"
 
 
 @pytest.mark.timeout(40)
@@ -185,7 +186,12 @@ def test_a_server_that_dies_mid_run_gives_one_line_and_the_results_so_far(tcp_se
 
     def kill_during_second_window() -> None:
         deadline = time.monotonic() + 30
-        while not out.exists() and time.monotonic() < deadline:  # written after the first window
+        while time.monotonic() < deadline:  # rewritten after each window
+            try:
+                if json.loads(out.read_text())["results"]:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
             time.sleep(0.05)
         time.sleep(0.6)
         tcp_server.stop()
