@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS = (
     "onyxserve.server.cli",  # serve
     "onyxserve.training.export_cli",  # export
+    "onyxserve.training.datasource_cli",  # datasource
     "onyxserve.clients.loadtest.cli",  # loadtest
 )
 
