@@ -26,12 +26,27 @@ def invalid_input(message: str) -> OnyxClientError:
     return OnyxClientError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def from_rpc_error(error: grpc.RpcError, target: str, attempts: int) -> OnyxClientError:
-    """Translate a grpc error; transport failures also name the target and the attempts made."""
+def from_rpc_error(error: grpc.RpcError, target: str, attempts: int, tls: bool = False) -> OnyxClientError:
+    """Translate a grpc error; transport failures also name the target and the attempts made,
+    and a likely TLS mismatch says which option to look at."""
     code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
     code = code or grpc.StatusCode.UNKNOWN
     details = error.details() if callable(getattr(error, "details", None)) else str(error)
     message = details or code.name.lower()
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         message = f"{message} (target {target}, {attempts} attempt{'s' if attempts != 1 else ''})"
+        hint = _tls_hint(details or "", tls)
+        if hint:
+            message = f"{message}; {hint}"
     return OnyxClientError(code, message)
+
+
+def _tls_hint(details: str, tls: bool) -> str:
+    # gRPC reports a refused handshake only as a closed socket or a verify failure
+    if "CERTIFICATE_VERIFY_FAILED" in details:
+        return "the server's certificate is not signed by ClientOptions.tls_ca (or the system roots)"
+    if "Socket closed" in details and not tls:
+        return "if the server uses TLS, set ClientOptions(tls_ca=...)"
+    if "Socket closed" in details and tls:
+        return "if the server requires client certificates, set ClientOptions(tls_cert=..., tls_key=...)"
+    return ""

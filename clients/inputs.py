@@ -158,7 +158,8 @@ def _row_columns(schema: ModelSchema, rows: Sequence[Row]) -> dict[str, list]:
 def _refuse_missing(schema: ModelSchema, missing: list[str], where: str) -> None:
     if missing:
         plural = "s" if len(missing) > 1 else ""
-        raise invalid_input(f"{where} lacks feature{plural} {missing} of model '{schema.name}'")
+        shown = ", ".join(repr(n) for n in missing[:8]) + (", …" if len(missing) > 8 else "")
+        raise invalid_input(f"{where} lacks feature{plural} [{shown}] of model '{schema.name}'")
 
 
 def _numeric(model: str, name: str, values: Any) -> np.ndarray:

@@ -51,7 +51,7 @@ class InferenceClient(ClientBase):
                 error = exc
             wait = policy.delay(error.code())
             if wait is None:
-                raise from_rpc_error(error, self.target, policy.attempts) from None
+                raise from_rpc_error(error, self.target, policy.attempts, self.options.uses_tls) from None
             time.sleep(wait)
 
     # health and metadata
