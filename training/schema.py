@@ -13,7 +13,7 @@ lists attributes names the columns in file order.
 Inference rules, applied in order to an attribute's non-missing values:
 
 1. no values at all -> CATEGORICAL;
-2. exactly two distinct values forming one of the pairs 0/1, true/false, yes/no, y/n, t/f
+2. values that are exactly the two of one of the pairs 0/1, true/false, yes/no, y/n, t/f
    (case-insensitive; 0.0/1.0 count as 0/1) -> BINARY;
 3. every value parses as a finite number -> NUMERIC;
 4. many distinct values (more than half of the values, or more than the profiler tracks) that
@@ -234,7 +234,7 @@ def infer_type(
     """
     if count == 0:
         return AttributeType.CATEGORICAL, "no values"
-    if distinct == 2 and values is not None and binary_pair(values) is not None:
+    if distinct is not None and distinct <= 8 and values is not None and binary_pair(values) is not None:
         return AttributeType.BINARY, "two values forming a binary pair"
     if numeric == count:
         return AttributeType.NUMERIC, "every value is a number"
