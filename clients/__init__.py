@@ -19,7 +19,14 @@ _EXPORTS = {
     "InferResult": ".outputs",
     "ModelSchema": ".schema",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "AsyncInferenceClient",
+    "ClientOptions",
+    "InferResult",
+    "InferenceClient",
+    "ModelSchema",
+    "OnyxClientError",
+]
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports on first use
     from .aio import AsyncInferenceClient

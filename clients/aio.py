@@ -65,7 +65,8 @@ class AsyncInferenceClient(ClientBase):
         return response.ready
 
     async def is_model_ready(self, model: str, model_version: str = "", timeout: float | None = None) -> bool:
-        response = await self._call("ModelReady", pb.ModelReadyRequest(name=model, version=model_version), timeout)
+        request = pb.ModelReadyRequest(name=model, version=model_version)
+        response = await self._call("ModelReady", request, timeout)
         return response.ready
 
     async def server_metadata(self, timeout: float | None = None) -> pb.ServerMetadataResponse:

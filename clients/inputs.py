@@ -40,7 +40,8 @@ def build_request(
     else:
         columns = _columns(schema, data)
         if schema.matrix_input is not None:
-            matrix = np.column_stack([_numeric(schema.name, name, columns[name]) for name in schema.feature_names])
+            numeric = [_numeric(schema.name, name, columns[name]) for name in schema.feature_names]
+            matrix = np.column_stack(numeric)
             _add_matrix(request, schema, matrix)
         else:
             _add_columns(request, schema, columns)
@@ -52,7 +53,7 @@ def build_request(
 def _as_matrix(data: np.ndarray, width: int, model: str) -> np.ndarray:
     matrix = data.reshape(1, -1) if data.ndim == 1 else data
     if matrix.ndim != 2 or matrix.shape[1] != width:
-        raise invalid_input(f"model '{model}' takes [N, {width}] rows, got an array of shape {list(data.shape)}")
+        raise invalid_input(f"model '{model}' takes [N, {width}] rows, got shape {list(data.shape)}")
     if matrix.shape[0] == 0:
         raise invalid_input(f"no rows to send to model '{model}'")
     if matrix.dtype not in (np.float32, np.float64):
@@ -130,7 +131,8 @@ def _frame_column(schema: ModelSchema, frame: Any, name: str) -> np.ndarray:
     try:  # nullable pandas dtypes hold pd.NA, which only to_numpy's na_value turns into NaN
         return series.to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
-        raise invalid_input(f"feature '{name}' of model '{schema.name}' is numeric, got {series.dtype}") from None
+        message = f"feature '{name}' of model '{schema.name}' is numeric, got {series.dtype}"
+        raise invalid_input(message) from None
 
 
 def _dict_columns(schema: ModelSchema, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -166,7 +168,8 @@ def _numeric(model: str, name: str, values: Any) -> np.ndarray:
     try:
         column = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise invalid_input(f"feature '{name}' of model '{model}' is numeric, got non-numeric values") from None
+        message = f"feature '{name}' of model '{model}' is numeric, got non-numeric values"
+        raise invalid_input(message) from None
     if column.ndim != 1:
         raise invalid_input(f"feature '{name}' of model '{model}': expected one value per row")
     return column

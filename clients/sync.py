@@ -91,7 +91,8 @@ class InferenceClient(ClientBase):
     def repository_index(
         self, ready_only: bool = False, timeout: float | None = None
     ) -> list[pb.RepositoryIndexResponse.ModelIndex]:
-        return list(self._call("RepositoryIndex", pb.RepositoryIndexRequest(ready=ready_only), timeout).models)
+        response = self._call("RepositoryIndex", pb.RepositoryIndexRequest(ready=ready_only), timeout)
+        return list(response.models)
 
     def load_model(self, model: str, timeout: float | None = None) -> None:
         self.clear_cache(model)

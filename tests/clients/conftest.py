@@ -47,7 +47,8 @@ def uds_path(tmp_path_factory) -> Path:
 def uds_server(model_repo, uds_path):
     """Serves gRPC on TCP and on the unix socket ``uds_path``."""
     root, _ = model_repo
-    server = ServerProcess(root, args=[*PLAIN, "--uds", str(uds_path)], log_path=uds_path.parent / "server.log")
+    args = [*PLAIN, "--uds", str(uds_path)]
+    server = ServerProcess(root, args=args, log_path=uds_path.parent / "server.log")
     yield from _serve(server.start())
 
 

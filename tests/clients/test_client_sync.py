@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from onyxserve.clients import ClientOptions, InferenceClient, InferResult, OnyxClientError
+from onyxserve.clients.retry import Deadline, RetryPolicy
 from tests.clients.conftest import Restart
 
 ATOL = 1e-5
@@ -91,7 +92,8 @@ def test_requested_outputs_version_and_request_id(client, model_repo):
     result = client.infer("fraud", X.iloc[[7]], outputs=["probabilities"], model_version="1", request_id="r7")
     assert isinstance(result, InferResult) and result.output_names == ["probabilities"] and result.id == "r7"
     assert result.labels is None
-    np.testing.assert_allclose(result.as_numpy("probabilities"), pipeline.predict_proba(X.iloc[[7]]), atol=ATOL)
+    expected = pipeline.predict_proba(X.iloc[[7]])
+    np.testing.assert_allclose(result.as_numpy("probabilities"), expected, atol=ATOL)
 
 
 def test_missing_feature_fails_before_sending(client, model_repo, monkeypatch):
@@ -152,7 +154,7 @@ def test_unix_socket(uds_server, uds_path, model_repo):
     pipeline, X = model_repo[1]["fraud"]
     with InferenceClient(f"unix://{uds_path}") as c:
         assert c.is_server_ready()
-        labels, probabilities = c.predict("fraud", X.iloc[:8])
+        _, probabilities = c.predict("fraud", X.iloc[:8])
     np.testing.assert_allclose(probabilities, pipeline.predict_proba(X.iloc[:8]), atol=ATOL)
 
 
@@ -163,6 +165,13 @@ def test_tls(tls_server, pki, model_repo):
         assert list(c.predict("iris", X.iloc[:4])[0]) == list(forest.predict(X.iloc[:4]))
     with InferenceClient(f"localhost:{tls_server.grpc_port}", ClientOptions(tls_ca=pki.ca.read_bytes())) as c:
         assert c.is_server_live()
+    named = ClientOptions(tls_ca=pki.ca, server_name_override="localhost")
+    with InferenceClient(tls_server.grpc_target, named) as c:
+        assert c.is_server_live()
+    misnamed = ClientOptions(tls_ca=pki.ca, server_name_override="elsewhere.example", retries=0)
+    with InferenceClient(tls_server.grpc_target, misnamed) as c, pytest.raises(OnyxClientError) as exc:
+        c.is_server_live(timeout=5)
+    assert exc.value.status == "UNAVAILABLE"
 
 
 @pytest.mark.parametrize("options", [ClientOptions(tls=True, retries=1), ClientOptions(retries=1)],
@@ -179,9 +188,9 @@ def test_mutual_tls(mtls_server, pki):
     mutual = ClientOptions(tls_ca=pki.ca, tls_cert=pki.client_cert, tls_key=pki.client_key)
     with InferenceClient(mtls_server.grpc_target, mutual) as c:
         assert c.is_server_ready()
-    with InferenceClient(mtls_server.grpc_target, ClientOptions(tls_ca=pki.ca, retries=1)) as c:
-        with pytest.raises(OnyxClientError) as exc:
-            c.is_server_ready(timeout=5)
+    anonymous = ClientOptions(tls_ca=pki.ca, retries=1)
+    with InferenceClient(mtls_server.grpc_target, anonymous) as c, pytest.raises(OnyxClientError) as exc:
+        c.is_server_ready(timeout=5)
     assert exc.value.status == "UNAVAILABLE" and "tls_cert=" in exc.value.message
 
 
@@ -198,6 +207,35 @@ def test_retries_across_a_server_restart(own_server, model_repo):
         finally:
             restart.close()
     np.testing.assert_allclose(result.probabilities, pipeline.predict_proba(X.iloc[:4]), atol=ATOL)
+
+
+def test_connection_options_reach_the_channel(server, model_repo):
+    _, X = model_repo[1]["fraud"]
+    options = ClientOptions(keepalive_time_s=30, keepalive_timeout_s=5, max_message_bytes=4096)
+    with InferenceClient(server.grpc_target, options) as c:
+        assert c.predict("fraud", X.iloc[:4]) is not None  # ~1 KB each way
+        with pytest.raises(OnyxClientError) as exc:
+            c.infer("fraud", X.iloc[:100])  # ~24 KB: refused by the client's own limit
+    assert exc.value.status == "RESOURCE_EXHAUSTED"
+
+
+def test_backoff_doubles_with_jitter_within_bounds():
+    options = ClientOptions(retries=5, backoff_initial_s=0.1, backoff_max_s=0.3)
+    policy = RetryPolicy(options, Deadline.after(None))
+    delays = []
+    for _ in range(options.retries + 1):
+        policy.attempts += 1
+        delays.append(policy.delay(grpc.StatusCode.UNAVAILABLE))
+    caps = [0.1, 0.2, 0.3, 0.3, 0.3]
+    assert all(cap / 2 <= d <= cap for d, cap in zip(delays, caps)) and delays[-1] is None
+    for code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND,
+                 grpc.StatusCode.DEADLINE_EXCEEDED):
+        fresh = RetryPolicy(options, Deadline.after(None))
+        fresh.attempts = 1
+        assert fresh.delay(code) is None
+    short = RetryPolicy(options, Deadline.after(0.01))
+    short.attempts = 3  # would wait >= 0.15 s, more than the 0.01 s left
+    assert short.delay(grpc.StatusCode.UNAVAILABLE) is None
 
 
 def test_options_are_checked():
