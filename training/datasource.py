@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from onyxserve.training.datasource_errors import DatasourceError
 from onyxserve.training.locations import Location, fetch, parse_location, sql_frames
 from onyxserve.training.profile import ColumnProfile, Violations, canonical, row_priorities
@@ -77,27 +76,44 @@ class Datasource:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": RECORD_KIND, "recordVersion": RECORD_VERSION, "name": self.name, "created": self.created,
-            "location": self.location.to_dict(), "dataFormat": self.data_format,
+            "kind": RECORD_KIND,
+            "recordVersion": RECORD_VERSION,
+            "name": self.name,
+            "created": self.created,
+            "location": self.location.to_dict(),
+            "dataFormat": self.data_format,
             "checksum": {"algorithm": "sha256", "value": self.checksum, "of": self.checksum_of},
-            "sizeBytes": self.size_bytes, "rowCount": self.row_count, "task": self.task,
-            "schema": self.schema.to_dict(), "inferred": dict(self.inferred),
+            "sizeBytes": self.size_bytes,
+            "rowCount": self.row_count,
+            "task": self.task,
+            "schema": self.schema.to_dict(),
+            "inferred": dict(self.inferred),
             "statistics": {k: dict(v) for k, v in self.statistics.items()},
-            "violations": dict(self.violations), "details": dict(self.details),
+            "violations": dict(self.violations),
+            "details": dict(self.details),
         }
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any], where: str = "datasource record") -> Datasource:
         if obj.get("kind") != RECORD_KIND:
-            raise DatasourceError(f"not a datasource record (kind is {obj.get('kind')!r})", where=where, key="kind")
+            raise DatasourceError(
+                f"not a datasource record (kind is {obj.get('kind')!r})", where=where, key="kind"
+            )
         try:
             return cls(
-                name=obj["name"], location=Location.from_dict(obj["location"]), data_format=obj["dataFormat"],
-                schema=parse_schema(obj["schema"], where), row_count=int(obj["rowCount"]),
-                statistics=obj["statistics"], checksum=obj["checksum"]["value"],
-                checksum_of=obj["checksum"]["of"], violations=obj["violations"],
-                inferred=obj.get("inferred", {}), size_bytes=obj.get("sizeBytes"),
-                details=obj.get("details", {}), created=obj.get("created", ""),
+                name=obj["name"],
+                location=Location.from_dict(obj["location"]),
+                data_format=obj["dataFormat"],
+                schema=parse_schema(obj["schema"], where),
+                row_count=int(obj["rowCount"]),
+                statistics=obj["statistics"],
+                checksum=obj["checksum"]["value"],
+                checksum_of=obj["checksum"]["of"],
+                violations=obj["violations"],
+                inferred=obj.get("inferred", {}),
+                size_bytes=obj.get("sizeBytes"),
+                details=obj.get("details", {}),
+                created=obj.get("created", ""),
             )
         except KeyError as exc:
             raise DatasourceError("missing field", where=where, key=str(exc.args[0])) from None
@@ -142,8 +158,14 @@ def _resolve_schema(schema: SchemaLike) -> Schema:
 class _Scan:
     """Opens a location and yields its raw chunks; afterwards holds the checksum and size."""
 
-    def __init__(self, location: Location, schema: Schema, data_format: str | None, chunk_rows: int,
-                 s3_endpoint_url: str | None) -> None:
+    def __init__(
+        self,
+        location: Location,
+        schema: Schema,
+        data_format: str | None,
+        chunk_rows: int,
+        s3_endpoint_url: str | None,
+    ) -> None:
         self.location, self.schema, self.chunk_rows = location, schema, chunk_rows
         self.data_format, self.s3_endpoint_url = data_format, s3_endpoint_url
         self.checksum, self.checksum_of, self.size, self.details = "", "bytes", None, {}
@@ -162,11 +184,21 @@ class _Scan:
         if self.data_format is None:
             self.data_format = detect_format(content.path, content.name)
         elif self.data_format not in FORMATS:
-            raise DatasourceError(f"unknown format {self.data_format!r}; expected one of {FORMATS}",
-                                  where=self.where, key="format")
+            raise DatasourceError(
+                f"unknown format {self.data_format!r}; expected one of {FORMATS}",
+                where=self.where,
+                key="format",
+            )
         names = list(self.schema.attributes) if self.schema.attributes else None
-        yield from iter_frames(content.path, self.data_format, chunk_rows=self.chunk_rows, where=self.where,
-                               header=self.schema.contains_header, names=names, info=self.info)
+        yield from iter_frames(
+            content.path,
+            self.data_format,
+            chunk_rows=self.chunk_rows,
+            where=self.where,
+            header=self.schema.contains_header,
+            names=names,
+            info=self.info,
+        )
 
 
 def create_datasource(
@@ -213,7 +245,9 @@ def create_datasource(
                     prof = profiles[column] = ColumnProfile(
                         column, len(profiles), declared.attributes.get(column), rows_before=rows
                     )
-                prof.update(frame[column], rows + 1, priority, violations, is_target=column == declared.target)
+                prof.update(
+                    frame[column], rows + 1, priority, violations, is_target=column == declared.target
+                )
             for column in profiles.keys() - set(map(str, frame.columns)):
                 profiles[column].missing += len(frame)
             rows += len(frame)
@@ -234,9 +268,18 @@ def create_datasource(
     full = replace(declared, attributes=types)
     full = replace(full, contains_header=scan.info.get("header"))  # as read (CSV only)
     return Datasource(
-        name=name or _default_name(loc), location=loc, data_format=scan.data_format or "", schema=full,
-        row_count=rows, statistics=statistics, checksum=scan.checksum, checksum_of=scan.checksum_of,
-        violations=violations.to_dict(), inferred=inferred, size_bytes=scan.size, details=scan.details,
+        name=name or _default_name(loc),
+        location=loc,
+        data_format=scan.data_format or "",
+        schema=full,
+        row_count=rows,
+        statistics=statistics,
+        checksum=scan.checksum,
+        checksum_of=scan.checksum_of,
+        violations=violations.to_dict(),
+        inferred=inferred,
+        size_bytes=scan.size,
+        details=scan.details,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -245,14 +288,16 @@ def _check_target(target: str, kind: AttributeType, prof: ColumnProfile, where: 
     if prof.count == 0:
         raise DatasourceError("the target has no values in any row", where=where, column=target)
     if kind is AttributeType.TEXT:
-        raise DatasourceError("a TEXT attribute cannot be the target; declare it CATEGORICAL",
-                              where=where, column=target)
+        raise DatasourceError(
+            "a TEXT attribute cannot be the target; declare it CATEGORICAL", where=where, column=target
+        )
     constant = prof.distinct == 1 if kind is not AttributeType.NUMERIC else prof.min == prof.max
     if constant:
         value = next(iter(prof.counts.index)) if prof.counts is not None and len(prof.counts) else prof.min
         raise DatasourceError(
             f"the target is constant (every row has {value!r}); a model needs at least two values",
-            where=where, column=target,
+            where=where,
+            column=target,
         )
 
 
@@ -279,11 +324,17 @@ def typed(frame: pd.DataFrame, schema: Schema) -> pd.DataFrame:
             out[column] = values.where(np.isfinite(values))
         elif kind is AttributeType.BINARY:
             uniq = {u: binary_token(u) for u in s[~missing].unique()}
-            codes = {u: (np.nan if t is None else float(t in ("1", "true", "yes", "y", "t"))) for u, t in uniq.items()}
+            codes = {
+                u: (np.nan if t is None else float(t in ("1", "true", "yes", "y", "t")))
+                for u, t in uniq.items()
+            }
             out[column] = s.map(codes).where(~missing).astype(np.float64)
         else:
-            out[column] = pd.Series([None if m else canonical(v) for v, m in zip(s.tolist(), missing.tolist())],
-                                    index=s.index, dtype=object)
+            out[column] = pd.Series(
+                [None if m else canonical(v) for v, m in zip(s.tolist(), missing.tolist())],
+                index=s.index,
+                dtype=object,
+            )
     return pd.DataFrame(out, index=frame.index)
 
 
@@ -298,8 +349,13 @@ def read_frames(
     """The datasource's rows again, typed by its schema, in chunks whose index is the 0-based row
     number. With ``verify``, data that no longer matches the recorded checksum is refused (for
     files before any row is yielded, for SQL after the last)."""
-    scan = _Scan(datasource.location, datasource.schema, datasource.data_format if datasource.data_format != "sql"
-                 else None, chunk_rows, s3_endpoint_url)
+    scan = _Scan(
+        datasource.location,
+        datasource.schema,
+        datasource.data_format if datasource.data_format != "sql" else None,
+        chunk_rows,
+        s3_endpoint_url,
+    )
     wanted = list(columns) if columns is not None else list(datasource.schema.attributes)
     rows = 0
     with ExitStack() as stack:
@@ -317,5 +373,6 @@ def read_frames(
 def _changed(ds: Datasource) -> DatasourceError:
     return DatasourceError(
         f"the data changed since datasource {ds.name!r} was created (sha256 no longer {ds.checksum[:12]}...);"
-        " create the datasource again", where=ds.location.uri,
+        " create the datasource again",
+        where=ds.location.uri,
     )

@@ -19,29 +19,44 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("datasource", help="create, show or split a datasource (data + schema + statistics)",
-                              description="Datasources: where the data is, its schema, statistics and checksum.")
+    p = subparsers.add_parser(
+        "datasource",
+        help="create, show or split a datasource (data + schema + statistics)",
+        description="Datasources: where the data is, its schema, statistics and checksum.",
+    )
     sub = p.add_subparsers(dest="datasource_command", required=True, metavar="ACTION")
 
-    c = sub.add_parser("create", help="read data once and write its datasource record",
-                       description="Read a CSV, JSON Lines, JSON array or Parquet file (local or s3://), or a SQL"
-                       " query, in chunks; infer or apply the schema; record row count, statistics and checksum.")
+    c = sub.add_parser(
+        "create",
+        help="read data once and write its datasource record",
+        description="Read a CSV, JSON Lines, JSON array or Parquet file (local or s3://), or a SQL"
+        " query, in chunks; infer or apply the schema; record row count, statistics and checksum.",
+    )
     c.add_argument("location", help="a path, s3://bucket/key, or a SQLAlchemy URL (with --query)")
     c.add_argument("--query", help="the SQL query when LOCATION is a database URL")
-    c.add_argument("--schema", type=Path, help="a schema file (Amazon ML format); types it omits are inferred")
+    c.add_argument(
+        "--schema", type=Path, help="a schema file (Amazon ML format); types it omits are inferred"
+    )
     c.add_argument("--target", help="the target attribute (overrides the schema's targetAttributeName)")
     c.add_argument("--row-id", help="the row id attribute")
     c.add_argument("--exclude", default="", help="attributes to exclude, comma-separated")
     c.add_argument("--name", help="the datasource's name (default: the file's stem)")
     c.add_argument("--out", type=Path, help="where to write the record (default: NAME.datasource.json)")
-    c.add_argument("--format", dest="data_format", choices=["csv", "tsv", "jsonl", "json", "parquet"],
-                   help="the file format (default: by extension, else by content)")
+    c.add_argument(
+        "--format",
+        dest="data_format",
+        choices=["csv", "tsv", "jsonl", "json", "parquet"],
+        help="the file format (default: by extension, else by content)",
+    )
     header = c.add_mutually_exclusive_group()
-    header.add_argument("--header", dest="header", action="store_true", default=None,
-                        help="the CSV's first line is a header")
+    header.add_argument(
+        "--header", dest="header", action="store_true", default=None, help="the CSV's first line is a header"
+    )
     header.add_argument("--no-header", dest="header", action="store_false", help="the CSV has no header line")
     c.add_argument("--chunk-rows", type=int, default=65_536, help="rows read at a time (bounds memory)")
-    c.add_argument("--s3-endpoint-url", help="S3 endpoint (default: $ONYXSERVE_S3_ENDPOINT_URL, else boto3's)")
+    c.add_argument(
+        "--s3-endpoint-url", help="S3 endpoint (default: $ONYXSERVE_S3_ENDPOINT_URL, else boto3's)"
+    )
     c.add_argument("--json", action="store_true", help="print the record as JSON instead of a summary")
     c.set_defaults(func=run_create)
 
@@ -52,9 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     sp = sub.add_parser("split", help="write the rows a DataRearrangement selects to CSV or Parquet")
     sp.add_argument("record", type=Path, help="a datasource.json")
-    sp.add_argument("--rearrangement", required=True,
-                    help='DataRearrangement JSON, e.g. \'{"splitting": {"percentBegin": 0, "percentEnd": 70}}\','
-                    " or @file.json")
+    sp.add_argument(
+        "--rearrangement",
+        required=True,
+        help='DataRearrangement JSON, e.g. \'{"splitting": {"percentBegin": 0, "percentEnd": 70}}\','
+        " or @file.json",
+    )
     sp.add_argument("--out", required=True, type=Path, help="output file (.csv or .parquet)")
     sp.add_argument("--s3-endpoint-url", help="S3 endpoint for an s3:// datasource")
     sp.set_defaults(func=run_split)
@@ -74,9 +92,16 @@ def run_create(args: argparse.Namespace) -> int:
         return 2
     try:
         ds = create_datasource(
-            args.location, schema=args.schema, target=args.target, row_id=args.row_id,
-            exclude=[x.strip() for x in args.exclude.split(",") if x.strip()], name=args.name, query=args.query,
-            data_format=args.data_format, header=args.header, chunk_rows=args.chunk_rows,
+            args.location,
+            schema=args.schema,
+            target=args.target,
+            row_id=args.row_id,
+            exclude=[x.strip() for x in args.exclude.split(",") if x.strip()],
+            name=args.name,
+            query=args.query,
+            data_format=args.data_format,
+            header=args.header,
+            chunk_rows=args.chunk_rows,
             s3_endpoint_url=args.s3_endpoint_url,
         )
     except DatasourceError as exc:
@@ -100,7 +125,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_split(args: argparse.Namespace) -> int:
     import pandas as pd
-
     from onyxserve.training.datasource import load_datasource
     from onyxserve.training.datasource_errors import DatasourceError
     from onyxserve.training.splits import parse_split, split_datasource
@@ -109,7 +133,9 @@ def run_split(args: argparse.Namespace) -> int:
     try:
         if text.startswith("@"):
             text = Path(text[1:]).read_text(encoding="utf-8")
-        split = parse_split(text, where=args.rearrangement if args.rearrangement.startswith("@") else "--rearrangement")
+        split = parse_split(
+            text, where=args.rearrangement if args.rearrangement.startswith("@") else "--rearrangement"
+        )
         ds = load_datasource(args.record)
         frames = split_datasource(ds, split, s3_endpoint_url=args.s3_endpoint_url)
         rows = _write(frames, args.out, ds.schema, pd)
@@ -126,12 +152,15 @@ def _write(frames, out: Path, schema, pd) -> int:
     if out.suffix.lower() in (".parquet", ".pq"):
         import pyarrow as pa
         import pyarrow.parquet as pq
-
         from onyxserve.training.schema import AttributeType
 
         numeric = (AttributeType.NUMERIC, AttributeType.BINARY)
-        arrow_schema = pa.schema([(name, pa.float64() if kind in numeric else pa.string())
-                                  for name, kind in schema.attributes.items()])
+        arrow_schema = pa.schema(
+            [
+                (name, pa.float64() if kind in numeric else pa.string())
+                for name, kind in schema.attributes.items()
+            ]
+        )
         writer = None
         try:
             for frame in frames:

@@ -32,8 +32,10 @@ def _describe(stats: dict[str, Any]) -> str:
     kind = stats["type"]
     if kind == "NUMERIC":
         q = stats.get("quantiles", {})
-        return (f"mean {_num(stats['mean'])}  std {_num(stats['std'])}  min {_num(stats['min'])}"
-                f"  median {_num(q.get('p50'))}  max {_num(stats['max'])}")
+        return (
+            f"mean {_num(stats['mean'])}  std {_num(stats['std'])}  min {_num(stats['min'])}"
+            f"  median {_num(q.get('p50'))}  max {_num(stats['max'])}"
+        )
     distinct = f"{_num(stats['distinct'])}{'' if stats.get('distinctExact', True) else '+'} distinct"
     if kind == "TEXT":
         length = stats.get("length", {})
@@ -46,9 +48,12 @@ def _describe(stats: dict[str, Any]) -> str:
 def summarize(ds: Datasource) -> str:
     s = ds.schema
     lines = [
-        f"datasource {ds.name}: {ds.row_count:,} rows, {len(s.attributes)} attributes"
-        f" ({ds.data_format}{_size(ds.size_bytes)})",
-        f"  location  {ds.location.uri}" + (f"\n  query     {ds.location.query}" if ds.location.query else ""),
+        (
+            f"datasource {ds.name}: {ds.row_count:,} rows, {len(s.attributes)} attributes"
+            f" ({ds.data_format}{_size(ds.size_bytes)})"
+        ),
+        f"  location  {ds.location.uri}"
+        + (f"\n  query     {ds.location.query}" if ds.location.query else ""),
         f"  checksum  sha256 {ds.checksum} (of the {ds.checksum_of})",
     ]
     if s.target is not None:
@@ -64,18 +69,29 @@ def summarize(ds: Datasource) -> str:
     lines.append(f"  {'attribute':<{width}}  {'type':<12}  {'missing':>8}  summary")
     for name, kind in s.attributes.items():
         stats = ds.statistics[name]
-        role = " (target)" if name == s.target else " (row id)" if name == s.row_id else \
-            " (excluded)" if name in s.excluded else ""
+        role = (
+            " (target)"
+            if name == s.target
+            else " (row id)"
+            if name == s.row_id
+            else " (excluded)"
+            if name in s.excluded
+            else ""
+        )
         source = "" if name not in ds.inferred else "*"
-        lines.append(f"  {name:<{width}}  {kind.value + source:<12}  {stats['missing']:>8,}  {_describe(stats)}{role}")
+        lines.append(
+            f"  {name:<{width}}  {kind.value + source:<12}  {stats['missing']:>8,}  {_describe(stats)}{role}"
+        )
     if ds.inferred:
         lines.append("  (* inferred from the data; a schema file can override it)")
     v = ds.violations
     if v.get("count"):
         lines.append("")
-        lines.append(f"  {v['count']:,} schema violations"
-                     + (f" (first {min(len(v['rows']), _MAX_VIOLATIONS_SHOWN)} shown)" if v["count"] > 1 else "")
-                     + ":")
+        lines.append(
+            f"  {v['count']:,} schema violations"
+            + (f" (first {min(len(v['rows']), _MAX_VIOLATIONS_SHOWN)} shown)" if v["count"] > 1 else "")
+            + ":"
+        )
         for item in v["rows"][:_MAX_VIOLATIONS_SHOWN]:
             lines.append(f"    row {item['row']}, column {item['column']!r}: {item['reason']}")
     return "\n".join(lines)

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from onyxserve.training.datasource_errors import DatasourceError
 
 S3_ENDPOINT_ENV = "ONYXSERVE_S3_ENDPOINT_URL"
@@ -69,8 +68,10 @@ def parse_location(text: str, query: str | None = None) -> Location:
         except ArgumentError as exc:
             raise DatasourceError(f"not a SQLAlchemy database URL: {exc}", where=text) from None
         if not query:
-            raise DatasourceError("a database location needs a query (--query 'SELECT ...')",
-                                  where=url.render_as_string(hide_password=True))
+            raise DatasourceError(
+                "a database location needs a query (--query 'SELECT ...')",
+                where=url.render_as_string(hide_password=True),
+            )
         return Location("sql", url.render_as_string(hide_password=True), query, secret_url=text)
     else:
         loc = Location("file", text.removeprefix("file://"))
@@ -138,7 +139,9 @@ def _download(uri: str, tmp: Path, endpoint_url: str | None) -> FileContent:
         if code == "NoSuchBucket":
             raise DatasourceError(f"the bucket {bucket!r} does not exist", where=uri, key=key) from None
         if code in ("NoSuchKey", "404"):
-            raise DatasourceError(f"no object with this key in bucket {bucket!r}", where=uri, key=key) from None
+            raise DatasourceError(
+                f"no object with this key in bucket {bucket!r}", where=uri, key=key
+            ) from None
         raise DatasourceError(f"S3 refused the read ({code}): {exc}", where=uri, key=key) from None
     except BotoCoreError as exc:  # no endpoint, no credentials, a broken connection
         raise DatasourceError(f"S3 is unreachable: {exc}", where=uri, key=key) from None
@@ -169,9 +172,9 @@ def sql_frames(location: Location, chunk_rows: int, digest: Any) -> Iterator[pd.
     where = location.uri
     url = make_url(location.secret_url or location.uri)
     db = url.database or ""
-    if url.get_backend_name() == "sqlite" and db not in ("", ":memory:") and not db.startswith("file:"):
-        if not Path(db).is_file():  # sqlite would quietly create an empty database
-            raise DatasourceError("no such SQLite database file", where=where)
+    on_disk = url.get_backend_name() == "sqlite" and db not in ("", ":memory:") and not db.startswith("file:")
+    if on_disk and not Path(db).is_file():  # sqlite would quietly create an empty database
+        raise DatasourceError("no such SQLite database file", where=where)
     try:
         engine = create_engine(url)
     except (NoSuchModuleError, ImportError) as exc:
@@ -186,8 +189,9 @@ def sql_frames(location: Location, chunk_rows: int, digest: Any) -> Iterator[pd.
                 result = conn.execution_options(stream_results=True).execute(text(location.query))
                 columns = list(result.keys())
             except SQLAlchemyError as exc:
-                raise DatasourceError(f"the query failed: {_reason(exc)}", where=where,
-                                      key=location.query) from None
+                raise DatasourceError(
+                    f"the query failed: {_reason(exc)}", where=where, key=location.query
+                ) from None
             if not result.returns_rows or not columns:
                 raise DatasourceError("the query returns no columns", where=where, key=location.query)
             digest.update(json.dumps(columns, ensure_ascii=False).encode() + b"\n")

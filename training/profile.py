@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from onyxserve.training.schema import AttributeType, binary_token, infer_type
 
 # tokens read as a missing value (besides an absent field and JSON null)
@@ -69,12 +68,18 @@ class Violations:
             self._rows = sorted(self._rows)[:VIOLATION_LIMIT]
 
     def listed(self) -> list[dict[str, Any]]:
-        return [{"row": r, "column": c, "reason": why} for r, _, c, why in sorted(self._rows)[:VIOLATION_LIMIT]]
+        return [
+            {"row": r, "column": c, "reason": why} for r, _, c, why in sorted(self._rows)[:VIOLATION_LIMIT]
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         rows = self.listed()
-        return {"count": self.count, "byColumn": dict(self.by_column), "rows": rows,
-                "truncated": self.count > len(rows)}
+        return {
+            "count": self.count,
+            "byColumn": dict(self.by_column),
+            "rows": rows,
+            "truncated": self.count > len(rows),
+        }
 
 
 class ColumnProfile:
@@ -93,7 +98,9 @@ class ColumnProfile:
         self._priority = np.empty(0, dtype=np.uint64)
         # distinct values and their counts; None once past the cap (then distinct is a lower bound).
         # Numbers get a smaller cap unless the schema says the attribute is not NUMERIC.
-        self.number_cap = DISTINCT_CAP if declared not in (None, AttributeType.NUMERIC) else NUMBER_DISTINCT_CAP
+        self.number_cap = (
+            DISTINCT_CAP if declared not in (None, AttributeType.NUMERIC) else NUMBER_DISTINCT_CAP
+        )
         self.number_counts: pd.Series | None = pd.Series(dtype=np.int64)
         self.text_counts: pd.Series | None = pd.Series(dtype=np.int64)
         self.text_count = 0
@@ -104,8 +111,14 @@ class ColumnProfile:
         self.invalid = 0
 
     # -- one chunk ---------------------------------------------------------------------------
-    def update(self, s: pd.Series, first_row: int, priority: np.ndarray, violations: Violations,
-               is_target: bool = False) -> None:
+    def update(
+        self,
+        s: pd.Series,
+        first_row: int,
+        priority: np.ndarray,
+        violations: Violations,
+        is_target: bool = False,
+    ) -> None:
         """Fold in one chunk; ``first_row`` is the 1-based row number of its first row."""
         values = s.to_numpy()
         missing = pd.isna(values)
@@ -179,8 +192,9 @@ class ColumnProfile:
         self.length_max = max(self.length_max, int(lengths.max()))
         self.words_sum += int(words.sum())
 
-    def _check(self, present: pd.Series, idx: np.ndarray, finite: np.ndarray, first_row: int,
-               violations: Violations) -> None:
+    def _check(
+        self, present: pd.Series, idx: np.ndarray, finite: np.ndarray, first_row: int, violations: Violations
+    ) -> None:
         if self.declared is AttributeType.NUMERIC:
             bad = np.flatnonzero(~finite)
             reasons = [f"not a finite number: {canonical(v)!r}" for v in present.iloc[bad[:VIOLATION_LIMIT]]]
@@ -218,13 +232,20 @@ class ColumnProfile:
         texts = max(self.text_count, 1)
         counts = self.counts
         return infer_type(
-            count=self.count, numeric=self.numeric, distinct=None if counts is None else len(counts),
+            count=self.count,
+            numeric=self.numeric,
+            distinct=None if counts is None else len(counts),
             values=None if counts is None else list(counts.index),
-            mean_length=self.length_sum / texts, mean_words=self.words_sum / texts,
+            mean_length=self.length_sum / texts,
+            mean_words=self.words_sum / texts,
         )
 
     def statistics(self, kind: AttributeType) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": kind.value, "count": self.count - self.invalid, "missing": self.missing}
+        out: dict[str, Any] = {
+            "type": kind.value,
+            "count": self.count - self.invalid,
+            "missing": self.missing,
+        }
         if self.invalid:
             out["invalid"] = self.invalid
         if kind is AttributeType.NUMERIC:
@@ -234,16 +255,21 @@ class ColumnProfile:
                 std=math.sqrt(self.m2 / (n - 1)) if n > 1 else None,
                 min=self.min if n else None,
                 max=self.max if n else None,
-                quantiles={f"p{round(q * 100):02d}": float(np.quantile(self._sample, q)) if n else None
-                           for q in QUANTILES},
+                quantiles={
+                    f"p{round(q * 100):02d}": float(np.quantile(self._sample, q)) if n else None
+                    for q in QUANTILES
+                },
                 quantilesExact=n <= SAMPLE_SIZE,
             )
             return out
         counts = self.counts
         if counts is None:
             seen = [c for c in (self.number_counts, self.text_counts) if c is not None]
-            out["distinct"] = max(self.number_cap if self.number_counts is None else 0,
-                                  DISTINCT_CAP if self.text_counts is None else 0, *map(len, seen))
+            out["distinct"] = max(
+                self.number_cap if self.number_counts is None else 0,
+                DISTINCT_CAP if self.text_counts is None else 0,
+                *map(len, seen),
+            )
         else:
             out["distinct"] = len(counts)
         out["distinctExact"] = counts is not None
@@ -252,8 +278,11 @@ class ColumnProfile:
             out["top"] = [[k, int(v)] for k, v in top]
         if kind is AttributeType.TEXT:
             t = self.text_count
-            out["length"] = {"min": self.length_min if t else None, "mean": self.length_sum / t if t else None,
-                             "max": self.length_max if t else None}
+            out["length"] = {
+                "min": self.length_min if t else None,
+                "mean": self.length_sum / t if t else None,
+                "max": self.length_max if t else None,
+            }
             out["meanWords"] = self.words_sum / t if t else None
         return out
 

@@ -16,14 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from onyxserve.training.datasource_errors import DatasourceError
 from onyxserve.training.profile import MISSING_TOKENS
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet")
 _EXTENSIONS = {
-    ".csv": "csv", ".tsv": "tsv", ".txt": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl",
-    ".json": "json", ".parquet": "parquet", ".pq": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
 }
 _SNIFF_BYTES = 64 * 1024
 _MAX_JSON_RECORD = 64 * 1024 * 1024  # a single JSON array element larger than this is refused
@@ -47,8 +52,14 @@ def detect_format(path: Path, name: str | None = None) -> str:
 
 
 def iter_frames(
-    path: Path, fmt: str, *, chunk_rows: int, where: str,
-    header: bool | None = None, names: Sequence[str] | None = None, info: dict[str, Any] | None = None,
+    path: Path,
+    fmt: str,
+    *,
+    chunk_rows: int,
+    where: str,
+    header: bool | None = None,
+    names: Sequence[str] | None = None,
+    info: dict[str, Any] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Chunks of the file at ``path`` (``where`` is how errors name it: a path or URI).
 
@@ -57,8 +68,15 @@ def iter_frames(
     if path.stat().st_size == 0:
         raise DatasourceError("the file is empty", where=where)
     if fmt in ("csv", "tsv"):
-        return _csv_frames(path, "\t" if fmt == "tsv" else ",", chunk_rows, where, header, names,
-                           info if info is not None else {})
+        return _csv_frames(
+            path,
+            "\t" if fmt == "tsv" else ",",
+            chunk_rows,
+            where,
+            header,
+            names,
+            info if info is not None else {},
+        )
     if fmt == "jsonl":
         return _chunked(_jsonl_records(path, where), chunk_rows, where)
     if fmt == "json":
@@ -111,7 +129,12 @@ def _csv_head(path: Path, sep: str, where: str) -> tuple[list[str], list[list[st
 
 
 def _csv_frames(
-    path: Path, sep: str, chunk_rows: int, where: str, header: bool | None, names: Sequence[str] | None,
+    path: Path,
+    sep: str,
+    chunk_rows: int,
+    where: str,
+    header: bool | None,
+    names: Sequence[str] | None,
     info: dict[str, Any],
 ) -> Iterator[pd.DataFrame]:
     first, rest = _csv_head(path, sep, where)
@@ -127,25 +150,34 @@ def _csv_frames(
         if len(names) != len(first):
             raise DatasourceError(
                 f"the file has no header and {len(first)} columns, but the schema lists {len(names)}"
-                " attributes; list every column in file order", where=where, key="attributes",
+                " attributes; list every column in file order",
+                where=where,
+                key="attributes",
             )
         columns = list(names)
     else:
         width = len(str(len(first)))
         columns = [f"Var{i:0{width}d}" for i in range(1, len(first) + 1)]
-    options = dict(
-        sep=sep, header=0 if header else None, names=columns, index_col=False, dtype=str,
-        na_values=list(MISSING_TOKENS), keep_default_na=False, skipinitialspace=True,
-        encoding="utf-8-sig", chunksize=chunk_rows, engine="c",
-    )
+    options = {
+        "sep": sep,
+        "header": 0 if header else None,
+        "names": columns,
+        "index_col": False,
+        "dtype": str,
+        "na_values": list(MISSING_TOKENS),
+        "keep_default_na": False,
+        "skipinitialspace": True,
+        "encoding": "utf-8-sig",
+        "chunksize": chunk_rows,
+        "engine": "c",
+    }
     return _guard_csv(path, options, where)
 
 
 def _guard_csv(path: Path, options: dict[str, Any], where: str) -> Iterator[pd.DataFrame]:
     try:
         with pd.read_csv(path, **options) as reader:
-            for frame in reader:
-                yield frame
+            yield from reader
     except pd.errors.ParserError as exc:
         message = str(exc).replace("Error tokenizing data. C error: ", "")
         raise DatasourceError(f"malformed CSV: {message.strip()}", where=where) from None
@@ -164,8 +196,9 @@ def _record(obj: Any, row: int, where: str) -> dict[str, Any]:
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, (dict, list)):
-            raise DatasourceError("nested JSON value; attributes must be scalars", where=where, row=row,
-                                  column=key)
+            raise DatasourceError(
+                "nested JSON value; attributes must be scalars", where=where, row=row, column=key
+            )
         out[key] = value
     return out
 
@@ -182,7 +215,9 @@ def _jsonl_records(path: Path, where: str) -> Iterator[dict[str, Any]]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise DatasourceError(
-                        f"malformed JSON on line {line_no} column {exc.colno}: {exc.msg}", where=where, row=row
+                        f"malformed JSON on line {line_no} column {exc.colno}: {exc.msg}",
+                        where=where,
+                        row=row,
                     ) from None
                 yield _record(obj, row, where)
     except UnicodeDecodeError as exc:
@@ -216,8 +251,11 @@ def _json_array_records(path: Path, where: str, block: int = 1 << 20) -> Iterato
 
         def fail(msg: str, at: int, element: int | None = None) -> DatasourceError:
             line = lines_before + buf.count("\n", 0, at) + 1
-            return DatasourceError(f"malformed JSON array on line {line}: {msg}", where=where,
-                                   row=element if element is not None else row + 1)
+            return DatasourceError(
+                f"malformed JSON array on line {line}: {msg}",
+                where=where,
+                row=element if element is not None else row + 1,
+            )
 
         if skip_ws() != "[":
             raise DatasourceError("a JSON array must start with '['", where=where)
@@ -269,18 +307,21 @@ def _parquet_frames(path: Path, chunk_rows: int, where: str) -> Iterator[pd.Data
         raise DatasourceError(f"not a readable Parquet file: {exc}", where=where) from None
     for fld in pf.schema_arrow:
         if pa.types.is_nested(fld.type):
-            raise DatasourceError(f"nested Parquet type {fld.type}; attributes must be scalars",
-                                  where=where, column=fld.name)
+            raise DatasourceError(
+                f"nested Parquet type {fld.type}; attributes must be scalars", where=where, column=fld.name
+            )
     try:
         for batch in pf.iter_batches(batch_size=chunk_rows):
             frame = batch.to_pandas()
             for name in frame.columns:
                 col = frame[name]
-                if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)
-                        or col.dtype == object or isinstance(col.dtype, pd.StringDtype)):
+                if not (
+                    pd.api.types.is_numeric_dtype(col)
+                    or pd.api.types.is_bool_dtype(col)
+                    or col.dtype == object
+                    or isinstance(col.dtype, pd.StringDtype)
+                ):
                     frame[name] = col.astype(str).where(col.notna(), None)  # dates, categories -> text
             yield frame
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasourceError(f"corrupt Parquet data: {exc}", where=where) from None
-
-

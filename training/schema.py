@@ -49,8 +49,14 @@ TEXT_MIN_WORDS = 3
 TEXT_MIN_DISTINCT_RATIO = 0.5
 
 _SCHEMA_KEYS = {
-    "version", "targetAttributeName", "rowId", "rowWeight", "excludedAttributeNames",
-    "attributes", "dataFormat", "dataFileContainsHeader",
+    "version",
+    "targetAttributeName",
+    "rowId",
+    "rowWeight",
+    "excludedAttributeNames",
+    "attributes",
+    "dataFormat",
+    "dataFileContainsHeader",
 }
 
 
@@ -117,16 +123,20 @@ class Schema:
         for name in self.named_columns():
             if name not in present:
                 key = (
-                    "targetAttributeName" if name == self.target
-                    else "rowId" if name == self.row_id
-                    else "excludedAttributeNames" if name in self.excluded
+                    "targetAttributeName"
+                    if name == self.target
+                    else "rowId"
+                    if name == self.row_id
+                    else "excludedAttributeNames"
+                    if name in self.excluded
                     else "attributes"
                 )
                 shown = ", ".join(sorted(present)[:20]) + (" ..." if len(present) > 20 else "")
                 raise DatasourceError(
                     f"the schema names column {name!r} ({key}) but the data has no such column;"
                     f" its columns are: {shown}",
-                    where=where, column=name,
+                    where=where,
+                    column=name,
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,7 +165,9 @@ def parse_schema(obj: Any, where: str = "schema") -> Schema:
     attributes: dict[str, AttributeType] = {}
     raw_attrs = obj.get("attributes", [])
     if not isinstance(raw_attrs, list):
-        raise DatasourceError("must be a list of {attributeName, attributeType}", where=where, key="attributes")
+        raise DatasourceError(
+            "must be a list of {attributeName, attributeType}", where=where, key="attributes"
+        )
     for i, item in enumerate(raw_attrs):
         key = f"attributes[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("attributeName"), str):
@@ -171,7 +183,9 @@ def parse_schema(obj: Any, where: str = "schema") -> Schema:
         except ValueError:
             raise DatasourceError(
                 f"attributeType {kind!r} is not one of {[t.value for t in AttributeType]}",
-                where=where, key=key, column=name,
+                where=where,
+                key=key,
+                column=name,
             ) from None
     excluded = obj.get("excludedAttributeNames", [])
     if not isinstance(excluded, list) or not all(isinstance(x, str) for x in excluded):
@@ -223,8 +237,13 @@ def load_schema(path: str | Path) -> Schema:
 
 
 def infer_type(
-    *, count: int, numeric: int, distinct: int | None, values: Iterable[Any] | None,
-    mean_length: float, mean_words: float,
+    *,
+    count: int,
+    numeric: int,
+    distinct: int | None,
+    values: Iterable[Any] | None,
+    mean_length: float,
+    mean_words: float,
 ) -> tuple[AttributeType, str]:
     """The inferred type of an attribute and the rule that chose it (see the module docstring).
 

@@ -27,11 +27,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-
 from onyxserve.training.datasource_errors import DatasourceError
 
-_SPLIT_KEYS = {"percentBegin", "percentEnd", "strategy", "randomSeed", "complement", "strategyParams",
-               "stratified"}
+_SPLIT_KEYS = {
+    "percentBegin",
+    "percentEnd",
+    "strategy",
+    "randomSeed",
+    "complement",
+    "strategyParams",
+    "stratified",
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,12 @@ class Split:
     stratified: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"percentBegin": self.begin, "percentEnd": self.end, "strategy": self.strategy,
-                               "complement": self.complement}
+        out: dict[str, Any] = {
+            "percentBegin": self.begin,
+            "percentEnd": self.end,
+            "strategy": self.strategy,
+            "complement": self.complement,
+        }
         if self.strategy == "random":
             out["randomSeed"] = self.seed
             out["stratified"] = self.stratified
@@ -68,24 +78,32 @@ def parse_split(obj: Mapping[str, Any] | str, where: str = "DataRearrangement") 
     s = obj["splitting"]
     unknown = sorted(set(s) - _SPLIT_KEYS)
     if unknown:
-        raise DatasourceError(f"unknown field; expected some of {sorted(_SPLIT_KEYS)}", where=where,
-                              key=f"splitting.{unknown[0]}")
+        raise DatasourceError(
+            f"unknown field; expected some of {sorted(_SPLIT_KEYS)}",
+            where=where,
+            key=f"splitting.{unknown[0]}",
+        )
 
     def percent(key: str, default: float) -> float:
         value = s.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
-            raise DatasourceError(f"must be a number from 0 to 100, not {value!r}", where=where,
-                                  key=f"splitting.{key}")
+            raise DatasourceError(
+                f"must be a number from 0 to 100, not {value!r}", where=where, key=f"splitting.{key}"
+            )
         return float(value)
 
     begin, end = percent("percentBegin", 0), percent("percentEnd", 100)
     if begin > end:
-        raise DatasourceError(f"percentBegin {begin:g} is after percentEnd {end:g}", where=where,
-                              key="splitting.percentBegin")
+        raise DatasourceError(
+            f"percentBegin {begin:g} is after percentEnd {end:g}", where=where, key="splitting.percentBegin"
+        )
     strategy = s.get("strategy", "sequential")
     if strategy not in ("sequential", "random"):
-        raise DatasourceError(f"strategy must be 'sequential' or 'random', not {strategy!r}", where=where,
-                              key="splitting.strategy")
+        raise DatasourceError(
+            f"strategy must be 'sequential' or 'random', not {strategy!r}",
+            where=where,
+            key="splitting.strategy",
+        )
     params = s.get("strategyParams", {})
     if not isinstance(params, Mapping) or set(params) - {"randomSeed"}:
         raise DatasourceError("only randomSeed is allowed here", where=where, key="splitting.strategyParams")
@@ -95,7 +113,9 @@ def parse_split(obj: Mapping[str, Any] | str, where: str = "DataRearrangement") 
             raise DatasourceError("must be true or false", where=where, key=f"splitting.{key}")
     stratified = s.get("stratified", False)
     if stratified and strategy != "random":
-        raise DatasourceError("stratified splits need strategy 'random'", where=where, key="splitting.stratified")
+        raise DatasourceError(
+            "stratified splits need strategy 'random'", where=where, key="splitting.stratified"
+        )
     return Split(begin, end, strategy, str(seed), s.get("complement", False), stratified)
 
 
@@ -131,7 +151,7 @@ def select(split: Split, n_rows: int, labels: Any = None) -> np.ndarray:
         u = row_numbers(split.seed, 0, n_rows)
         inside = np.zeros(n_rows, dtype=bool)
         known = labels.notna().to_numpy()
-        for _, idx in labels[known].groupby(labels[known], sort=True).indices.items():
+        for idx in labels[known].groupby(labels[known], sort=True).indices.values():
             idx = np.flatnonzero(known)[idx]
             order = idx[np.argsort(u[idx], kind="stable")]
             lo, hi = int(np.floor(len(idx) * split.begin / 100)), int(np.floor(len(idx) * split.end / 100))
@@ -140,8 +160,9 @@ def select(split: Split, n_rows: int, labels: Any = None) -> np.ndarray:
     return inside != split.complement
 
 
-def split_frames(frames: Iterator[pd.DataFrame], split: Split, n_rows: int, labels: Any = None
-                 ) -> Iterator[pd.DataFrame]:
+def split_frames(
+    frames: Iterator[pd.DataFrame], split: Split, n_rows: int, labels: Any = None
+) -> Iterator[pd.DataFrame]:
     """The rows of chunked ``frames`` (indexed by 0-based row number) that the split takes."""
     mask = None if split.strategy == "random" and not split.stratified else select(split, n_rows, labels)
     for frame in frames:
@@ -155,8 +176,9 @@ def split_frames(frames: Iterator[pd.DataFrame], split: Split, n_rows: int, labe
             yield frame[take]
 
 
-def split_datasource(datasource: Any, split: Split | Mapping[str, Any] | str, **read_options: Any
-                     ) -> Iterator[pd.DataFrame]:
+def split_datasource(
+    datasource: Any, split: Split | Mapping[str, Any] | str, **read_options: Any
+) -> Iterator[pd.DataFrame]:
     """The typed rows of a datasource that a split selects, in chunks (index = row number).
 
     A stratified split reads the target column once first (one value per row in memory)."""
@@ -167,7 +189,10 @@ def split_datasource(datasource: Any, split: Split | Mapping[str, Any] | str, **
     if split.stratified:
         target = datasource.schema.target
         if target is None or datasource.task == "regression":
-            raise DatasourceError("a stratified split needs a classification target", where=datasource.name,
-                                  key="splitting.stratified")
+            raise DatasourceError(
+                "a stratified split needs a classification target",
+                where=datasource.name,
+                key="splitting.stratified",
+            )
         labels = pd.concat([f[target] for f in read_frames(datasource, columns=[target], **read_options)])
     return split_frames(read_frames(datasource, **read_options), split, datasource.row_count, labels)

@@ -9,23 +9,30 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
-from onyxserve.cli import main
 from onyxserve.training.datasource import create_datasource, load_datasource, read_frames
 from onyxserve.training.datasource_errors import DatasourceError
 from onyxserve.training.profile import QUANTILES
+
+from onyxserve.cli import main
 from tests.training.ds_data import mixed, write
 
 FORMATS = [".csv", ".jsonl", ".json", ".parquet"]
-EXPECTED_TYPES = {"id": "CATEGORICAL", "amount": "NUMERIC", "count": "NUMERIC", "online": "BINARY",
-                  "merchant": "CATEGORICAL", "note": "TEXT", "fraud": "BINARY"}
+EXPECTED_TYPES = {
+    "id": "CATEGORICAL",
+    "amount": "NUMERIC",
+    "count": "NUMERIC",
+    "online": "BINARY",
+    "merchant": "CATEGORICAL",
+    "note": "TEXT",
+    "fraud": "BINARY",
+}
 
 
 def same_stats(a: dict, b: dict) -> None:
     """Equal, except that merged means/stds may differ in the last bits."""
     assert a.keys() == b.keys()
-    for name in a:
-        for key, value in a[name].items():
+    for name, stats in a.items():
+        for key, value in stats.items():
             other = b[name][key]
             if isinstance(value, float):
                 assert math.isclose(value, other, rel_tol=1e-12, abs_tol=1e-15), (name, key)
@@ -38,7 +45,9 @@ def test_every_format_gives_types_counts_stats_and_checksum(tmp_path, suffix):
     frame = mixed()
     path = write(frame, tmp_path / f"tx{suffix}")
     ds = create_datasource(path, target="fraud")
-    assert ds.data_format == {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}[suffix]
+    assert (
+        ds.data_format == {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}[suffix]
+    )
     assert ds.row_count == len(frame)
     assert {k: v.value for k, v in ds.schema.attributes.items()} == EXPECTED_TYPES
     assert ds.checksum == hashlib.sha256(path.read_bytes()).hexdigest() and ds.checksum_of == "bytes"
@@ -55,10 +64,16 @@ def test_every_format_gives_types_counts_stats_and_checksum(tmp_path, suffix):
     merchant = ds.statistics["merchant"]
     assert merchant["distinct"] == 4 and merchant["distinctExact"]
     assert dict(merchant["top"]) == frame["merchant"].value_counts().to_dict()
-    assert dict(ds.statistics["fraud"]["top"]) == {str(k): v for k, v in frame["fraud"].value_counts().items()}
+    assert dict(ds.statistics["fraud"]["top"]) == {
+        str(k): v for k, v in frame["fraud"].value_counts().items()
+    }
     note = ds.statistics["note"]
     lengths = frame["note"].str.len()
-    assert note["length"] == {"min": lengths.min(), "mean": pytest.approx(lengths.mean()), "max": lengths.max()}
+    assert note["length"] == {
+        "min": lengths.min(),
+        "mean": pytest.approx(lengths.mean()),
+        "max": lengths.max(),
+    }
     assert ds.statistics["id"]["distinct"] == len(frame)
 
 
@@ -67,18 +82,26 @@ def test_small_chunks_give_the_same_record_as_one_read(tmp_path, suffix):
     frame = mixed(rows=300)
     frame.loc[[3, 250, 299], "count"] = [-1, 10**6, 7]
     path = write(frame, tmp_path / f"tx{suffix}")
-    whole = create_datasource(path, target="fraud", chunk_rows=10_000, schema={
-        "attributes": [{"attributeName": "online", "attributeType": "BINARY"}]})
+    whole = create_datasource(
+        path,
+        target="fraud",
+        chunk_rows=10_000,
+        schema={"attributes": [{"attributeName": "online", "attributeType": "BINARY"}]},
+    )
     for chunk_rows in (7, 64):
-        chunked = create_datasource(path, target="fraud", chunk_rows=chunk_rows, schema={
-            "attributes": [{"attributeName": "online", "attributeType": "BINARY"}]})
+        chunked = create_datasource(
+            path,
+            target="fraud",
+            chunk_rows=chunk_rows,
+            schema={"attributes": [{"attributeName": "online", "attributeType": "BINARY"}]},
+        )
         assert chunked.checksum == whole.checksum and chunked.row_count == whole.row_count
         assert chunked.schema == whole.schema and chunked.violations == whole.violations
         same_stats(chunked.statistics, whole.statistics)
 
 
 def test_quantiles_past_the_sample_are_close_and_chunk_independent(tmp_path, monkeypatch):
-    import onyxserve.training.profile as profile
+    from onyxserve.training import profile
 
     monkeypatch.setattr(profile, "SAMPLE_SIZE", 500)
     values = np.random.default_rng(0).normal(size=5000)
@@ -91,14 +114,20 @@ def test_quantiles_past_the_sample_are_close_and_chunk_independent(tmp_path, mon
 
 
 def test_distinct_values_past_the_cap_are_a_lower_bound(tmp_path, monkeypatch):
-    import onyxserve.training.profile as profile
+    from onyxserve.training import profile
 
     monkeypatch.setattr(profile, "DISTINCT_CAP", 50)
     path = tmp_path / "codes.csv"
     pd.DataFrame({"code": [f"c{i % 80}" for i in range(400)], "y": [0, 1] * 200}).to_csv(path, index=False)
     for chunk_rows in (400, 9):
         stats = create_datasource(path, chunk_rows=chunk_rows).statistics["code"]
-        assert stats == {"type": "CATEGORICAL", "count": 400, "missing": 0, "distinct": 50, "distinctExact": False}
+        assert stats == {
+            "type": "CATEGORICAL",
+            "count": 400,
+            "missing": 0,
+            "distinct": 50,
+            "distinctExact": False,
+        }
 
 
 def test_csv_without_header_is_detected_and_named(tmp_path):
@@ -107,10 +136,17 @@ def test_csv_without_header_is_detected_and_named(tmp_path):
     ds = create_datasource(path)
     assert list(ds.schema.attributes) == ["Var1", "Var2", "Var3"] and ds.schema.contains_header is False
     assert ds.row_count == 3 and ds.statistics["Var1"]["mean"] == 2.5
-    named = create_datasource(path, schema={"dataFileContainsHeader": False, "targetAttributeName": "label",
-                                            "attributes": [{"attributeName": n, "attributeType": t} for n, t in
-                                                           [("x", "NUMERIC"), ("colour", "CATEGORICAL"),
-                                                            ("label", "BINARY")]]})
+    named = create_datasource(
+        path,
+        schema={
+            "dataFileContainsHeader": False,
+            "targetAttributeName": "label",
+            "attributes": [
+                {"attributeName": n, "attributeType": t}
+                for n, t in [("x", "NUMERIC"), ("colour", "CATEGORICAL"), ("label", "BINARY")]
+            ],
+        },
+    )
     assert list(named.schema.attributes) == ["x", "colour", "label"] and named.task == "binary"
     header = tmp_path / "header.csv"
     header.write_text("x,colour,label\n1.5,red,0\n2.5,blue,1\n")
@@ -163,8 +199,10 @@ def test_record_round_trip_show_and_typed_reading(tmp_path, capsys):
 def test_cli_create_writes_the_record(tmp_path, capsys):
     path = write(mixed(rows=30), tmp_path / "tx.parquet")
     out = tmp_path / "ds.json"
-    assert main(["datasource", "create", str(path), "--target", "fraud", "--out", str(out),
-                 "--chunk-rows", "8"]) == 0
+    assert (
+        main(["datasource", "create", str(path), "--target", "fraud", "--out", str(out), "--chunk-rows", "8"])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "30 rows" in printed and f"wrote {out}" in printed
     record = json.loads(out.read_text())
@@ -186,9 +224,17 @@ def test_cli_create_writes_the_record(tmp_path, capsys):
         ("bad.jsonl", '{"a": 1}\n{"a": 2,}\n', "bad.jsonl, row 2: malformed JSON on line 2"),
         ("list.jsonl", '{"a": 1}\n[1, 2]\n', "list.jsonl, row 2: expected a JSON object, found list"),
         ("nested.jsonl", '{"a": {"b": 1}}\n', "nested.jsonl, row 1, column 'a': nested JSON value"),
-        ("bad.json", '[\n{"a": 1},\n{"a": 2\n', "bad.json, row 2: malformed JSON array on line 4: Expecting ',' delimiter"),
+        (
+            "bad.json",
+            '[\n{"a": 1},\n{"a": 2\n',
+            "bad.json, row 2: malformed JSON array on line 4: Expecting ',' delimiter",
+        ),
         ("sep.json", '[{"a": 1} {"a": 2}]', "sep.json, row 1: malformed JSON array on line 1: expected ','"),
-        ("open.json", '[{"a": 1},', "open.json, row 2: malformed JSON array on line 1: the array is not closed"),
+        (
+            "open.json",
+            '[{"a": 1},',
+            "open.json, row 2: malformed JSON array on line 1: the array is not closed",
+        ),
         ("empty.json", "[]", "empty.json: the data has no rows"),
         ("fake.parquet", "not parquet at all", "fake.parquet: not a readable Parquet file"),
         ("latin1.csv", b"a,b\n\xe9t\xe9,1\n", "latin1.csv: not UTF-8 text"),

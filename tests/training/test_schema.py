@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from onyxserve.training.datasource import create_datasource
 from onyxserve.training.datasource_errors import DatasourceError
 from onyxserve.training.profile import VIOLATION_LIMIT
@@ -58,15 +57,29 @@ def test_infer_type_reports_the_rule():
 def test_schema_file_overrides_inference_and_sets_roles(tmp_path):
     path = csv(tmp_path, "id,zip,amount,label\n1,10115,3.5,a\n2,10117,4.5,b\n3,10115,,a\n")
     schema = tmp_path / "schema.json"
-    schema.write_text(json.dumps({
-        "version": "1.0", "targetAttributeName": "label", "rowId": "id", "excludedAttributeNames": ["amount"],
-        "dataFormat": "CSV", "dataFileContainsHeader": True,
-        "attributes": [{"attributeName": "zip", "attributeType": "CATEGORICAL"},
-                       {"attributeName": "label", "attributeType": "categorical"}],
-    }))
+    schema.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "targetAttributeName": "label",
+                "rowId": "id",
+                "excludedAttributeNames": ["amount"],
+                "dataFormat": "CSV",
+                "dataFileContainsHeader": True,
+                "attributes": [
+                    {"attributeName": "zip", "attributeType": "CATEGORICAL"},
+                    {"attributeName": "label", "attributeType": "categorical"},
+                ],
+            }
+        )
+    )
     ds = create_datasource(path, schema=schema)
-    assert ds.schema.attributes == {"id": T.NUMERIC, "zip": T.CATEGORICAL, "amount": T.NUMERIC,
-                                    "label": T.CATEGORICAL}
+    assert ds.schema.attributes == {
+        "id": T.NUMERIC,
+        "zip": T.CATEGORICAL,
+        "amount": T.NUMERIC,
+        "label": T.CATEGORICAL,
+    }
     assert set(ds.inferred) == {"id", "amount"}
     assert ds.statistics["zip"]["top"] == [["10115", 2], ["10117", 1]]
     assert ds.task == "binary" and ds.features() == ["zip"]
@@ -80,9 +93,15 @@ def test_schema_file_overrides_inference_and_sets_roles(tmp_path):
 @pytest.mark.parametrize(
     "schema, message",
     [
-        ({"targetAttributeName": "nope"}, "column 'nope': the schema names column 'nope' (targetAttributeName)"),
+        (
+            {"targetAttributeName": "nope"},
+            "column 'nope': the schema names column 'nope' (targetAttributeName)",
+        ),
         ({"rowId": "nope"}, "column 'nope': the schema names column 'nope' (rowId)"),
-        ({"excludedAttributeNames": ["x", "nope"]}, "(excludedAttributeNames) but the data has no such column"),
+        (
+            {"excludedAttributeNames": ["x", "nope"]},
+            "(excludedAttributeNames) but the data has no such column",
+        ),
         ({"attributes": [{"attributeName": "nope", "attributeType": "TEXT"}]}, "'nope' (attributes)"),
     ],
 )
@@ -101,12 +120,25 @@ def test_unknown_columns_in_a_schema_are_refused(tmp_path, schema, message):
         ("[]", "schema.json: a schema must be a JSON object"),
         ('{"target": "x"}', "schema.json, key 'target': unknown schema field"),
         ('{"attributes": {}}', "key 'attributes': must be a list"),
-        ('{"attributes": [{"attributeType": "NUMERIC"}]}', "key 'attributes[0]': needs a string attributeName"),
-        ('{"attributes": [{"attributeName": "x", "attributeType": "FLOAT"}]}',
-         "column 'x', key 'attributes[0]': attributeType 'FLOAT' is not one of"),
-        ('{"attributes": [{"attributeName": "x", "attributeType": "TEXT"},'
-         ' {"attributeName": "x", "attributeType": "TEXT"}]}', "column 'x', key 'attributes[1]': attribute listed twice"),
-        ('{"attributes": [{"attributeName": "x", "type": "TEXT"}]}', "key 'attributes[0]': unknown field 'type'"),
+        (
+            '{"attributes": [{"attributeType": "NUMERIC"}]}',
+            "key 'attributes[0]': needs a string attributeName",
+        ),
+        (
+            '{"attributes": [{"attributeName": "x", "attributeType": "FLOAT"}]}',
+            "column 'x', key 'attributes[0]': attributeType 'FLOAT' is not one of",
+        ),
+        (
+            (
+                '{"attributes": [{"attributeName": "x", "attributeType": "TEXT"},'
+                ' {"attributeName": "x", "attributeType": "TEXT"}]}'
+            ),
+            "column 'x', key 'attributes[1]': attribute listed twice",
+        ),
+        (
+            '{"attributes": [{"attributeName": "x", "type": "TEXT"}]}',
+            "key 'attributes[0]': unknown field 'type'",
+        ),
         ('{"excludedAttributeNames": "x"}', "key 'excludedAttributeNames': must be a list"),
         ('{"dataFileContainsHeader": "yes"}', "key 'dataFileContainsHeader': must be true or false"),
         ('{"targetAttributeName": 3}', "key 'targetAttributeName': must be a string"),
@@ -128,14 +160,21 @@ def test_bad_schema_files_name_the_key(tmp_path, content, message):
 
 def test_rows_that_violate_the_schema_are_listed_with_row_column_and_reason(tmp_path):
     path = csv(tmp_path, "amount,flag,label\n1.5,yes,a\nabc,no,b\n2.5,maybe,\ninf,yes,a\n")
-    schema = {"attributes": [{"attributeName": "amount", "attributeType": "NUMERIC"},
-                             {"attributeName": "flag", "attributeType": "BINARY"}],
-              "targetAttributeName": "label"}
+    schema = {
+        "attributes": [
+            {"attributeName": "amount", "attributeType": "NUMERIC"},
+            {"attributeName": "flag", "attributeType": "BINARY"},
+        ],
+        "targetAttributeName": "label",
+    }
     ds = create_datasource(path, schema=schema)
     assert ds.violations["rows"] == [
         {"row": 2, "column": "amount", "reason": "not a finite number: 'abc'"},
-        {"row": 3, "column": "flag",
-         "reason": "not a binary value (0/1, true/false, yes/no, y/n, t/f): 'maybe'"},
+        {
+            "row": 3,
+            "column": "flag",
+            "reason": "not a binary value (0/1, true/false, yes/no, y/n, t/f): 'maybe'",
+        },
         {"row": 3, "column": "label", "reason": "missing target value"},
         {"row": 4, "column": "amount", "reason": "not a finite number: 'inf'"},
     ]
@@ -151,8 +190,12 @@ def test_the_violation_list_is_bounded_and_the_count_exact(tmp_path):
     frame = pd.DataFrame({"x": ["bad"] * rows, "y": ["oops"] * rows, "z": range(rows)})
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
-    schema = {"attributes": [{"attributeName": "x", "attributeType": "NUMERIC"},
-                             {"attributeName": "y", "attributeType": "NUMERIC"}]}
+    schema = {
+        "attributes": [
+            {"attributeName": "x", "attributeType": "NUMERIC"},
+            {"attributeName": "y", "attributeType": "NUMERIC"},
+        ]
+    }
     for chunk_rows in (rows, 7):
         v = create_datasource(path, schema=schema, chunk_rows=chunk_rows).violations
         assert v["count"] == 2 * rows and v["truncated"] and len(v["rows"]) == VIOLATION_LIMIT

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
-from onyxserve.cli import main
 from onyxserve.training.datasource import create_datasource
 from onyxserve.training.datasource_errors import DatasourceError
 from onyxserve.training.splits import Split, parse_split, select, split_datasource, split_frames
+
+from onyxserve.cli import main
 
 
 def rearrangement(**splitting):
@@ -17,11 +17,14 @@ def rearrangement(**splitting):
 
 
 def test_parse_accepts_amazon_ml_forms():
-    s = parse_split('{"splitting": {"percentBegin": 10, "percentEnd": 60, "strategy": "random",'
-                    ' "strategyParams": {"randomSeed": "abc"}}}')
+    s = parse_split(
+        '{"splitting": {"percentBegin": 10, "percentEnd": 60, "strategy": "random",'
+        ' "strategyParams": {"randomSeed": "abc"}}}'
+    )
     assert s == Split(10.0, 60.0, "random", "abc", False, False)
-    assert parse_split(rearrangement(percentEnd=70, strategy="random", randomSeed=7, complement=True,
-                                     stratified=True)) == Split(0.0, 70.0, "random", "7", True, True)
+    assert parse_split(
+        rearrangement(percentEnd=70, strategy="random", randomSeed=7, complement=True, stratified=True)
+    ) == Split(0.0, 70.0, "random", "7", True, True)
     assert parse_split(s.to_dict()) == s and s.complementary().complement
 
 
@@ -33,7 +36,11 @@ def test_parse_accepts_amazon_ml_forms():
         (rearrangement(percentEnd=120), "splitting.percentEnd", "must be a number from 0 to 100"),
         (rearrangement(percentBegin="0"), "splitting.percentBegin", "must be a number"),
         (rearrangement(percentBegin=80, percentEnd=20), "splitting.percentBegin", "is after percentEnd"),
-        (rearrangement(strategy="shuffle"), "splitting.strategy", "strategy must be 'sequential' or 'random'"),
+        (
+            rearrangement(strategy="shuffle"),
+            "splitting.strategy",
+            "strategy must be 'sequential' or 'random'",
+        ),
         (rearrangement(seed=1), "splitting.seed", "unknown field"),
         (rearrangement(complement="yes"), "splitting.complement", "must be true or false"),
         (rearrangement(stratified=True), "splitting.stratified", "stratified splits need strategy 'random'"),
@@ -60,14 +67,20 @@ def test_random_is_seeded_disjoint_with_its_complement_and_chunk_independent():
     split = parse_split(rearrangement(percentEnd=70, strategy="random", randomSeed="s1"))
     a = select(split, n)
     assert (a == select(split, n)).all() and abs(a.mean() - 0.7) < 0.02
-    assert (a != select(parse_split(rearrangement(percentEnd=70, strategy="random", randomSeed="s2")), n)).any()
+    assert (
+        a != select(parse_split(rearrangement(percentEnd=70, strategy="random", randomSeed="s2")), n)
+    ).any()
     assert (select(split.complementary(), n) == ~a).all()
     # adjacent ranges tile the rows
-    parts = [select(parse_split(rearrangement(percentBegin=b, percentEnd=e, strategy="random", randomSeed="s1")), n)
-             for b, e in [(0, 30), (30, 70), (70, 100)]]
+    parts = [
+        select(
+            parse_split(rearrangement(percentBegin=b, percentEnd=e, strategy="random", randomSeed="s1")), n
+        )
+        for b, e in [(0, 30), (30, 70), (70, 100)]
+    ]
     assert (np.sum(parts, axis=0) == 1).all() and (parts[0] | parts[1] == a).all()
     frame = pd.DataFrame({"x": np.arange(n)})
-    chunks = (frame.iloc[i:i + 999] for i in range(0, n, 999))
+    chunks = (frame.iloc[i : i + 999] for i in range(0, n, 999))
     taken = pd.concat(split_frames(chunks, split, n))
     assert taken["x"].tolist() == np.flatnonzero(a).tolist()
 
@@ -98,19 +111,42 @@ def test_split_a_datasource_and_the_cli(tmp_path, capsys):
     record = tmp_path / "d.json"
     ds.save(record)
     out = tmp_path / "test.csv"
-    args = ["datasource", "split", str(record), "--out", str(out), "--rearrangement",
+    args = [
+        "datasource",
+        "split",
+        str(record),
+        "--out",
+        str(out),
+        "--rearrangement",
+        (
             '{"splitting": {"percentEnd": 80, "strategy": "random", "randomSeed": "k", "stratified": true,'
-            ' "complement": true}}']
+            ' "complement": true}}'
+        ),
+    ]
     assert main(args) == 0
     assert "wrote 80 of 400 rows" in capsys.readouterr().out
     test = pd.read_csv(out)
     assert len(test) == 80 and test["label"].sum() == 8
     assert set(np.round(test["x"], 9)).isdisjoint(np.round(train["x"], 9))
     parquet = tmp_path / "train.parquet"
-    assert main(["datasource", "split", str(record), "--out", str(parquet), "--rearrangement",
-                 '{"splitting": {"percentEnd": 50}}']) == 0
+    assert (
+        main(
+            [
+                "datasource",
+                "split",
+                str(record),
+                "--out",
+                str(parquet),
+                "--rearrangement",
+                '{"splitting": {"percentEnd": 50}}',
+            ]
+        )
+        == 0
+    )
     assert len(pd.read_parquet(parquet)) == 200
-    assert main(["datasource", "split", str(record), "--out", str(parquet), "--rearrangement", '{"x": 1}']) == 1
+    assert (
+        main(["datasource", "split", str(record), "--out", str(parquet), "--rearrangement", '{"x": 1}']) == 1
+    )
     assert "key 'splitting'" in capsys.readouterr().err
     no_target = create_datasource(path)
     with pytest.raises(DatasourceError, match="needs a classification target"):
