@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     parser.add_argument("--sample-rows", type=int, default=1000, help="rows in sample.csv (default 1000)")
     parser.add_argument(
-        "--feature-names", action="store_true", help="fit on a DataFrame so the pipelines carry feature_names_in_"
+        "--feature-names",
+        action="store_true",
+        help="fit on a DataFrame so the pipelines carry feature_names_in_",
     )
     args = parser.parse_args(argv)
 

@@ -15,9 +15,7 @@ import asyncio
 
 import grpc
 import numpy as np
-
 from onyxserve.protos import grpc_service_pb2 as pb
-from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 
 
 def _identity(data: bytes) -> bytes:
@@ -36,19 +34,27 @@ async def serve(port: int, width: int, seconds: float) -> None:
     answer = build_response()
     T = pb.ModelMetadataResponse.TensorMetadata
     metadata = pb.ModelMetadataResponse(
-        name="null", versions=["1"], platform="null",
+        name="null",
+        versions=["1"],
+        platform="null",
         inputs=[T(name="input", datatype="FP32", shape=[-1, width])],
-        outputs=[T(name="label", datatype="INT64", shape=[-1]), T(name="probabilities", datatype="FP32",
-                                                                   shape=[-1, 2])],
+        outputs=[
+            T(name="label", datatype="INT64", shape=[-1]),
+            T(name="probabilities", datatype="FP32", shape=[-1, 2]),
+        ],
     ).SerializeToString()
 
     # Triton's ModelConfig too, so perf_analyzer can load it as well (a cross-check of the harness)
     config = pb.ModelConfigResponse(
         config=pb.ModelConfig(
-            name="null", platform="null", max_batch_size=32,
+            name="null",
+            platform="null",
+            max_batch_size=32,
             input=[pb.ModelInput(name="input", data_type=pb.TYPE_FP32, dims=[width])],
-            output=[pb.ModelOutput(name="label", data_type=pb.TYPE_INT64, dims=[1]),
-                    pb.ModelOutput(name="probabilities", data_type=pb.TYPE_FP32, dims=[2])],
+            output=[
+                pb.ModelOutput(name="label", data_type=pb.TYPE_INT64, dims=[1]),
+                pb.ModelOutput(name="probabilities", data_type=pb.TYPE_FP32, dims=[2]),
+            ],
         )
     ).SerializeToString()
 
@@ -67,7 +73,9 @@ async def serve(port: int, width: int, seconds: float) -> None:
         "ModelConfig": grpc.unary_unary_rpc_method_handler(model_config, _identity, _identity),
     }
     server = grpc.aio.server()
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("inference.GRPCInferenceService", handlers)])
+    server.add_generic_rpc_handlers(
+        [grpc.method_handlers_generic_handler("inference.GRPCInferenceService", handlers)]
+    )
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     print(f"null V2 server on 127.0.0.1:{port} for {seconds:g} s", flush=True)

@@ -29,7 +29,10 @@ def _f(value, digits: int = 2) -> str:
 
 def table(runs: dict[tuple[str, str, str], dict]) -> str:
     lines = [
-        "| server | config | model | concurrency | req/s | p50 ms | p90 ms | p95 ms | p99 ms | p99.9 ms | errors |",
+        (
+            "| server | config | model | concurrency | req/s | p50 ms | p90 ms | p95 ms | p99 ms | p99.9 ms "
+            "| errors |"
+        ),
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for (server, config, model), run in runs.items():
@@ -49,8 +52,10 @@ def table(runs: dict[tuple[str, str, str], dict]) -> str:
 def ratios(runs: dict[tuple[str, str, str], dict]) -> str:
     """onyxserve vs the better MLServer config (by throughput at that concurrency)."""
     lines = [
-        "| model | concurrency | onyxserve req/s | best MLServer req/s (config) | throughput ratio | "
-        "onyxserve p99 ms | that MLServer p99 ms | p99 ratio |",
+        (
+            "| model | concurrency | onyxserve req/s | best MLServer req/s (config) | throughput ratio | "
+            "onyxserve p99 ms | that MLServer p99 ms | p99 ratio |"
+        ),
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     found = False
@@ -64,7 +69,9 @@ def ratios(runs: dict[tuple[str, str, str], dict]) -> str:
                 if s2 != "mlserver" or m2 != model:
                     continue
                 for o in other["results"]:
-                    if o["concurrency"] == c and (best is None or o["throughput_rps"] > best[1]["throughput_rps"]):
+                    if o["concurrency"] == c and (
+                        best is None or o["throughput_rps"] > best[1]["throughput_rps"]
+                    ):
                         best = (c2, o)
             if best is None:
                 continue

@@ -45,7 +45,7 @@ def load_categories(path_or_json: str | None) -> dict[str, list[str]] | None:
         text = Path(path_or_json).read_text(encoding="utf-8")
     data = json.loads(text)
     if not isinstance(data, dict):
-        raise ValueError("--categories must be a JSON object: feature -> list of categories")
+        raise ValueError("--categories must be a JSON object: feature -> list of categories")  # noqa: TRY004
     return {str(k): [str(x) for x in v] for k, v in data.items()}
 
 
@@ -136,8 +136,14 @@ def _request_form(
 
 
 def _runner(target: str, plan: Plan, processes: int, connections: int, timeout_s: float) -> LoadRunner:
-    return LoadRunner(target, plan.pool, processes=processes, connections=connections, timeout_s=timeout_s,
-                      rows_per_request=plan.form.rows_per_request)
+    return LoadRunner(
+        target,
+        plan.pool,
+        processes=processes,
+        connections=connections,
+        timeout_s=timeout_s,
+        rows_per_request=plan.form.rows_per_request,
+    )
 
 
 def run_sweep(
@@ -159,7 +165,9 @@ def run_sweep(
     Stops early (keeping what was measured) if the server goes away."""
     plan = plan or prepare(target, model, version, **prepare_args)
     with _runner(target, plan, processes, connections, timeout_s) as runner:
-        return sweep(runner, list(concurrencies), lambda c: runner.closed(int(c), warmup_s, duration_s), on_result)
+        return sweep(
+            runner, list(concurrencies), lambda c: runner.closed(int(c), warmup_s, duration_s), on_result
+        )
 
 
 def run_closed_loop(target: str, model: str, concurrency: int, duration_s: float, **kwargs) -> LoadResult:
@@ -192,8 +200,10 @@ def run_open_sweep(
     plan = plan or prepare(target, model, version, seed=seed, **prepare_args)
     with _runner(target, plan, processes, connections, timeout_s) as runner:
         return sweep(
-            runner, list(rates),
-            lambda r: runner.open(float(r), arrival, warmup_s, duration_s, max_inflight, seed), on_result,
+            runner,
+            list(rates),
+            lambda r: runner.open(float(r), arrival, warmup_s, duration_s, max_inflight, seed),
+            on_result,
         )
 
 

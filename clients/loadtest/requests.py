@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from onyxserve.core import v2bytes
 from onyxserve.protos import grpc_service_pb2 as pb
 
@@ -72,20 +71,26 @@ def build_request(
     return req
 
 
-def request_tensors(workload: Workload, rows: np.ndarray, form: RequestForm) -> list[tuple[str, str, list[int], bytes]]:
+def request_tensors(
+    workload: Workload, rows: np.ndarray, form: RequestForm
+) -> list[tuple[str, str, list[int], bytes]]:
     """The input tensors carrying workload rows ``rows`` (indices) in ``form``."""
     n = len(rows)
     if not form.per_feature:
         if not workload.all_numeric:
             names = [f.name for f in workload.features if not f.numeric]
-            raise ValueError(f"the [N, F] tensor form needs numeric features; BYTES: {names} (use --per-feature)")
+            raise ValueError(
+                f"the [N, F] tensor form needs numeric features; BYTES: {names} (use --per-feature)"
+            )
         matrix = workload.matrix()[rows]
         return [(form.input_name, form.datatype, [n, matrix.shape[1]], encode_numeric(matrix, form.datatype))]
     shape = [n, 1] if form.feature_rank == 2 else [n]
     out = []
     for feature, column in zip(workload.features, workload.columns):
         if feature.numeric:
-            out.append((feature.name, feature.datatype, shape, encode_numeric(column[rows], feature.datatype)))
+            out.append(
+                (feature.name, feature.datatype, shape, encode_numeric(column[rows], feature.datatype))
+            )
         else:
             out.append((feature.name, "BYTES", shape, v2bytes.encode(column[i] for i in rows)))
     return out
@@ -116,5 +121,7 @@ def decode_request(data: bytes) -> tuple[pb.ModelInferRequest, dict[str, np.ndar
         if tensor.datatype == "BYTES":
             tensors[tensor.name] = v2bytes.decode(raw)
         else:
-            tensors[tensor.name] = np.frombuffer(raw, dtype=NUMPY_DTYPES[tensor.datatype]).reshape(tuple(tensor.shape))
+            tensors[tensor.name] = np.frombuffer(raw, dtype=NUMPY_DTYPES[tensor.datatype]).reshape(
+                tuple(tensor.shape)
+            )
     return req, tensors

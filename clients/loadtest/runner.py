@@ -100,7 +100,7 @@ class LoadRunner:
                 self.close()
                 raise RuntimeError(f"load process {i} did not start within {_READY_TIMEOUT_S:.0f} s")
 
-    def __enter__(self) -> LoadRunner:
+    def __enter__(self) -> LoadRunner:  # noqa: PYI034 - final in practice; typing.Self needs 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -133,7 +133,9 @@ class LoadRunner:
                 except (EOFError, OSError):
                     pass
             alive = p.process.is_alive()
-            results.append(WorkerResult(aborted=f"load process {i} {'did not answer in time' if alive else 'died'}"))
+            results.append(
+                WorkerResult(aborted=f"load process {i} {'did not answer in time' if alive else 'died'}")
+            )
         return results
 
     def closed(self, concurrency: int, warmup_s: float, duration_s: float) -> LoadResult:
@@ -154,11 +156,23 @@ class LoadRunner:
             for i in range(n)
         ]
         parts = self._run(commands, start + warm + dur)
-        return merge(parts, mode="closed", duration_s=duration_s, concurrency=concurrency,
-                     rows_per_request=self.rows_per_request)
+        return merge(
+            parts,
+            mode="closed",
+            duration_s=duration_s,
+            concurrency=concurrency,
+            rows_per_request=self.rows_per_request,
+        )
 
-    def open(self, rate: float, arrival: str, warmup_s: float, duration_s: float,
-             max_inflight: int = 4096, seed: int = 0) -> LoadResult:
+    def open(
+        self,
+        rate: float,
+        arrival: str,
+        warmup_s: float,
+        duration_s: float,
+        max_inflight: int = 4096,
+        seed: int = 0,
+    ) -> LoadResult:
         """One open-loop window at total ``rate`` requests/s: each process sends rate/n; with
         constant spacing the processes are phase-shifted so the merged stream stays even."""
         n = len(self._procs)
@@ -181,8 +195,14 @@ class LoadRunner:
             for i in range(n)
         ]
         parts = self._run(commands, start + warm + dur)
-        return merge(parts, mode="open", duration_s=duration_s, rate=rate, arrival=arrival,
-                     rows_per_request=self.rows_per_request)
+        return merge(
+            parts,
+            mode="open",
+            duration_s=duration_s,
+            rate=rate,
+            arrival=arrival,
+            rows_per_request=self.rows_per_request,
+        )
 
 
 def sweep(

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 

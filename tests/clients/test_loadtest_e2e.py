@@ -17,7 +17,6 @@ from collections import Counter
 import grpc
 import numpy as np
 import pytest
-
 from onyxserve.clients.loadtest import run_closed_loop, run_open_loop, run_sweep
 from onyxserve.clients.loadtest.cli import standalone
 from onyxserve.core import v2bytes
@@ -38,22 +37,29 @@ class TinyV2(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request, context):
         T = pb.ModelMetadataResponse.TensorMetadata
-        outputs = [T(name="label", datatype="INT64", shape=[-1]), T(name="probabilities", datatype="FP32",
-                                                                     shape=[-1, 2])]
+        outputs = [
+            T(name="label", datatype="INT64", shape=[-1]),
+            T(name="probabilities", datatype="FP32", shape=[-1, 2]),
+        ]
         if request.name == "dot":
             inputs = [T(name="input", datatype="FP32", shape=[-1, WIDTH])]
         elif request.name == "mixed":
-            inputs = [T(name="amount", datatype="FP32", shape=[-1, 1]), T(name="country", datatype="BYTES",
-                                                                          shape=[-1, 1])]
+            inputs = [
+                T(name="amount", datatype="FP32", shape=[-1, 1]),
+                T(name="country", datatype="BYTES", shape=[-1, 1]),
+            ]
         else:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model '{request.name}'")
-        return pb.ModelMetadataResponse(name=request.name, versions=["1"], platform="tiny",
-                                        inputs=inputs, outputs=outputs)
+        return pb.ModelMetadataResponse(
+            name=request.name, versions=["1"], platform="tiny", inputs=inputs, outputs=outputs
+        )
 
     async def ModelInfer(self, request, context):
         self.seen[request.model_name] += 1
         if request.model_name == "dot":
-            x = np.frombuffer(request.raw_input_contents[0], dtype="<f4").reshape(tuple(request.inputs[0].shape))
+            x = np.frombuffer(request.raw_input_contents[0], dtype="<f4").reshape(
+                tuple(request.inputs[0].shape)
+            )
             score = x @ WEIGHTS
         elif request.model_name == "mixed":
             amount = np.frombuffer(request.raw_input_contents[0], dtype="<f4")
@@ -147,8 +153,16 @@ def test_closed_loop_sweep_over_tcp(tcp_server):
 @pytest.mark.timeout(30)
 def test_open_loop_over_a_unix_socket_sends_at_the_rate(uds_server):
     target = f"unix://{uds_server.address.removeprefix('unix://')}"
-    r = run_open_loop(target, "dot", rate=200.0, duration_s=1.0, warmup_s=0.5, arrival="constant",
-                      processes=2, rows_per_request=3)
+    r = run_open_loop(
+        target,
+        "dot",
+        rate=200.0,
+        duration_s=1.0,
+        warmup_s=0.5,
+        arrival="constant",
+        processes=2,
+        rows_per_request=3,
+    )
     assert r.aborted is None and r.errors == {}
     # constant arrivals: 200/s over a 1 s window, give or take the window's edges
     assert 190 <= r.requests <= 210
@@ -160,8 +174,16 @@ def test_open_loop_over_a_unix_socket_sends_at_the_rate(uds_server):
 
 @pytest.mark.timeout(30)
 def test_per_feature_bytes_rows_generated_from_metadata(tcp_server):
-    r = run_closed_loop(f"127.0.0.1:{tcp_server.port}", "mixed", concurrency=2, duration_s=0.5, warmup_s=0.1,
-                        processes=1, per_feature=True, categories={"country": ["FR", "DE"]})
+    r = run_closed_loop(
+        f"127.0.0.1:{tcp_server.port}",
+        "mixed",
+        concurrency=2,
+        duration_s=0.5,
+        warmup_s=0.1,
+        processes=1,
+        per_feature=True,
+        categories={"country": ["FR", "DE"]},
+    )
     assert r.errors == {} and r.requests > 10
     assert tcp_server.servicer.bad == []
 
@@ -174,8 +196,15 @@ def test_errors_are_counted_by_status_code(tcp_server):
     plan = prepare(f"127.0.0.1:{tcp_server.port}", "dot")
     plan.pool = [p.replace(b"\n\x03dot", b"\n\x05other", 1) for p in plan.pool]
     assert pb.ModelInferRequest.FromString(plan.pool[0]).model_name == "other"
-    r = run_closed_loop(f"127.0.0.1:{tcp_server.port}", "dot", concurrency=2, duration_s=0.5, warmup_s=0.1,
-                        processes=1, plan=plan)
+    r = run_closed_loop(
+        f"127.0.0.1:{tcp_server.port}",
+        "dot",
+        concurrency=2,
+        duration_s=0.5,
+        warmup_s=0.1,
+        processes=1,
+        plan=plan,
+    )
     assert r.requests == 0 and set(r.errors) == {"NOT_FOUND"} and r.errors["NOT_FOUND"] > 5
     assert r.error_details["NOT_FOUND"] == "unknown model"
 
@@ -198,10 +227,23 @@ def test_a_server_that_dies_mid_run_gives_one_line_and_the_results_so_far(tcp_se
 
     threading.Thread(target=kill_during_second_window, daemon=True).start()
     started = time.monotonic()
-    code = standalone([
-        f"127.0.0.1:{tcp_server.port}", "--model", "dot", "--concurrency", "2,4", "--warmup", "200ms",
-        "--duration", "1.2s", "--processes", "1", "--json", str(out),
-    ])
+    code = standalone(
+        [
+            f"127.0.0.1:{tcp_server.port}",
+            "--model",
+            "dot",
+            "--concurrency",
+            "2,4",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "1.2s",
+            "--processes",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     elapsed = time.monotonic() - started
     captured = capsys.readouterr()
     assert code == 1

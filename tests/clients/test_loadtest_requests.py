@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from onyxserve.clients.loadtest import workload as wl
 from onyxserve.clients.loadtest.cli import parse_duration
 from onyxserve.clients.loadtest.open_loop import schedule_gaps_ns
@@ -131,11 +130,20 @@ def test_rows_from_a_manifest(tmp_path):
         "labels": [0, 1],
         "features": [
             {"name": "amount", "type": "numeric", "column": 0, "numeric": {"offset": 100.0, "scale": 0.1}},
-            {"name": "country", "type": "categorical", "column": 1,
-             "categorical": {"categories": ["FR", "DE"], "encoding": "ordinal"}},
+            {
+                "name": "country",
+                "type": "categorical",
+                "column": 1,
+                "categorical": {"categories": ["FR", "DE"], "encoding": "ordinal"},
+            },
         ],
-        "model": {"file": "model.onnx", "sha256": "0" * 64, "input_name": "x", "input_width": 2,
-                  "outputs": {"label": "label", "probabilities": "probabilities"}},
+        "model": {
+            "file": "model.onnx",
+            "sha256": "0" * 64,
+            "input_name": "x",
+            "input_width": 2,
+            "outputs": {"label": "label", "probabilities": "probabilities"},
+        },
     }
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(manifest))

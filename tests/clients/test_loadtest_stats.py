@@ -7,7 +7,6 @@ from array import array
 
 import numpy as np
 import pytest
-
 from onyxserve.clients.loadtest.stats import (
     LoadResult,
     WorkerResult,
@@ -102,8 +101,19 @@ def test_merge_helpers_and_json_form():
 
 def test_table_has_one_line_per_window():
     rows = [
-        LoadResult("closed", 4, None, None, 5.0, 1000, {"UNAVAILABLE": 3}, 200.0, 1, 200.0,
-                   percentiles(_ns(range(1, 11)))),
+        LoadResult(
+            "closed",
+            4,
+            None,
+            None,
+            5.0,
+            1000,
+            {"UNAVAILABLE": 3},
+            200.0,
+            1,
+            200.0,
+            percentiles(_ns(range(1, 11))),
+        ),
         LoadResult("open", None, 500.0, "poisson", 5.0, 2500, {}, 500.0, 1, 500.0, percentiles(_ns([2.0]))),
     ]
     text = format_table(rows)
