@@ -40,9 +40,14 @@ rm -rf "$repo"
 for m in $MODELS; do
     onyxserve export "$WORK/$m.joblib" --name "$m" --repository "$repo" --sample "$WORK/sample.csv"
 done
-setsid onyxserve serve --repository "$repo" --grpc-port "$ONYX_GRPC_PORT" --http-port "$ONYX_HTTP_PORT" \
-    --workers "$ONYX_WORKERS" >"$WORK/onyxserve.log" 2>&1 </dev/null &
-onyx_pid=$!
+pidfile=$WORK/onyxserve.pid
+rm -f "$pidfile"
+# the new session's leader writes its own pid (with job control on, setsid forks and $! is wrong)
+setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" onyxserve serve --repository "$repo" \
+    --grpc-port "$ONYX_GRPC_PORT" --http-port "$ONYX_HTTP_PORT" --workers "$ONYX_WORKERS" \
+    >"$WORK/onyxserve.log" 2>&1 </dev/null &
+for _ in $(seq 1 50); do [[ -s $pidfile ]] && break; sleep 0.1; done
+onyx_pid=$(cat "$pidfile")
 stop_onyx() {
     # SIGTERM to the main process only: it drains and stops its workers; the group is a fallback
     kill -TERM "$onyx_pid" 2>/dev/null || true

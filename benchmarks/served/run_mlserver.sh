@@ -38,8 +38,11 @@ start)
     stop
     http_port=$(setting http_port)
     # setsid: MLServer and its worker processes share a group we can stop as a whole
-    setsid "$VENV/bin/mlserver" start "$dir" >"$log" 2>&1 </dev/null &
-    echo $! >"$pidfile"
+    # the new session's leader writes its own pid: with job control on, setsid forks and $! would
+    # be the short-lived wrapper instead
+    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pidfile" "$VENV/bin/mlserver" start "$dir" \
+        >"$log" 2>&1 </dev/null &
+    for _ in $(seq 1 50); do [[ -s $pidfile ]] && break; sleep 0.1; done
     deadline=$((SECONDS + ${READY_TIMEOUT:-120}))
     models=$(cd "$dir" && ls -d */ | tr -d /)
     while :; do
