@@ -258,7 +258,7 @@ def _settle_missing(
     """Check NaN handling per feature; a converter that loses the estimator's native NaN support
     (seen: skl2onnx with RandomForest/ExtraTrees) gets NaN rejected at serving, with a warning."""
     failures = probe_missing(manifest.task, _scorer(manifest, onnx_bytes), frame, predict)
-    warnings: list[str] = []
+    rejected: list[str] = []
     features = list(manifest.features)
     for i, f in enumerate(features):
         problem = failures.get(f.name)
@@ -272,11 +272,15 @@ def _settle_missing(
                 f" like the estimator ({problem}); impute it in the pipeline"
             )
         features[i] = replace(f, numeric=replace(f.numeric, allow_nan=False))
-        warnings.append(
-            f"feature '{f.name}': the ONNX model does not reproduce the estimator's handling of NaN, so the"
-            " server will reject NaN for it"
+        rejected.append(f.name)
+    warnings = ()
+    if rejected:
+        names = ", ".join(f"'{n}'" for n in rejected[:6]) + (f" and {len(rejected) - 6} more" if len(rejected) > 6 else "")
+        warnings = (
+            f"the ONNX model does not reproduce the estimator's handling of NaN for {len(rejected)} feature(s)"
+            f" ({names}), so the server will reject NaN there; impute in the pipeline to accept it",
         )
-    return replace(manifest, features=tuple(features)), tuple(warnings)
+    return replace(manifest, features=tuple(features)), warnings
 
 
 # ---- lineage, writing --------------------------------------------------------------------
