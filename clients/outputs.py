@@ -8,31 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from onyxserve.core import v2bytes
+from onyxserve.core.v2types import CONTENTS_FIELD, DTYPES
 from onyxserve.protos import grpc_service_pb2 as pb
-
-# V2 datatype -> numpy dtype (the protocol's raw contents are little-endian)
-DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-
-_TYPED_FIELD = {
-    "BOOL": "bool_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
-    "UINT32": "uint_contents", "UINT64": "uint64_contents", "INT8": "int_contents",
-    "INT16": "int_contents", "INT32": "int_contents", "INT64": "int64_contents",
-    "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
-}
-
 
 def decode_output(tensor: pb.ModelInferResponse.InferOutputTensor, raw: bytes | None) -> np.ndarray:
     """One output tensor as a numpy array of its shape (BYTES: object array of ``str``)."""
@@ -47,7 +24,7 @@ def decode_output(tensor: pb.ModelInferResponse.InferOutputTensor, raw: bytes | 
         raise ValueError(f"output '{tensor.name}': unsupported datatype {tensor.datatype}")
     if raw is not None:
         return np.frombuffer(raw, dtype=dtype).reshape(shape)
-    return np.asarray(getattr(tensor.contents, _TYPED_FIELD[tensor.datatype]), dtype=dtype).reshape(shape)
+    return np.asarray(getattr(tensor.contents, CONTENTS_FIELD[tensor.datatype]), dtype=dtype).reshape(shape)
 
 
 class InferResult:

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from onyxserve.core.normalizer import FeatureValueError, RowBlock
 from onyxserve.core.scorer import OnnxScorer, load_version
 from onyxserve.server.batcher import BatchResult, DynamicBatcher, Outputs
@@ -16,7 +14,7 @@ from onyxserve.server.errors import InvalidInput
 from onyxserve.server.metrics import ModelMetrics
 from onyxserve.server.model_config import ModelConfig
 from onyxserve.server.request_rows import MATRIX_INPUT, RowDecoder
-from onyxserve.server.tensors import NUMPY_TO_V2, Tensor
+from onyxserve.server.tensors import Tensor
 
 PLATFORM = "onnxruntime_onnx"
 
@@ -26,12 +24,6 @@ class TensorInfo:
     name: str
     datatype: str
     shape: tuple[int, ...]  # -1 is the batch dimension
-
-
-def output_datatype(array: np.ndarray) -> str:
-    if array.dtype.kind in ("O", "U", "S"):
-        return "BYTES"
-    return NUMPY_TO_V2[array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype]
 
 
 class ServedModel:

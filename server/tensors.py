@@ -13,42 +13,9 @@ from math import prod
 import numpy as np
 
 from onyxserve.core import v2bytes
+from onyxserve.core.v2types import CONTENTS_FIELD, DTYPES
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.server.errors import InvalidInput
-
-# V2 datatype -> numpy dtype (little-endian, as the protocol specifies)
-DTYPES: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype("<u1"),
-    "UINT16": np.dtype("<u2"),
-    "UINT32": np.dtype("<u4"),
-    "UINT64": np.dtype("<u8"),
-    "INT8": np.dtype("<i1"),
-    "INT16": np.dtype("<i2"),
-    "INT32": np.dtype("<i4"),
-    "INT64": np.dtype("<i8"),
-    "FP16": np.dtype("<f2"),
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-}
-NUMPY_TO_V2 = {dt: name for name, dt in DTYPES.items()}
-
-# typed-contents field holding each datatype
-_CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
-
 
 @dataclass(frozen=True)
 class Tensor:
@@ -86,7 +53,7 @@ def decode_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes) -> 
 
 
 def _decode_typed(name: str, datatype: str, shape: tuple[int, ...], contents: pb.InferTensorContents) -> Tensor:
-    field = _CONTENTS_FIELD.get(datatype)
+    field = CONTENTS_FIELD.get(datatype)
     if field is None:
         raise InvalidInput(f"input '{name}': unsupported datatype '{datatype}' for typed contents")
     values = getattr(contents, field)

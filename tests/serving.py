@@ -91,3 +91,21 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def triton_feature_inputs(frame) -> list:
+    """One tritonclient input per DataFrame column: FP64 numbers, BYTES for object columns."""
+    import numpy as np
+    import tritonclient.grpc as triton
+
+    inputs = []
+    for column in frame.columns:
+        values = frame[column].to_numpy()
+        if values.dtype == object:
+            inp = triton.InferInput(column, [len(values)], "BYTES")
+            inp.set_data_from_numpy(values.astype(object))
+        else:
+            inp = triton.InferInput(column, [len(values)], "FP64")
+            inp.set_data_from_numpy(values.astype(np.float64))
+        inputs.append(inp)
+    return inputs

@@ -14,23 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from onyxserve.core import v2bytes
+from onyxserve.core.v2types import DTYPES as NUMPY_DTYPES
 from onyxserve.protos import grpc_service_pb2 as pb
 
 from .workload import Workload
-
-# V2 datatype -> numpy dtype (little-endian, as the protocol's raw contents are)
-NUMPY_DTYPES: dict[str, np.dtype] = {
-    "FP32": np.dtype("<f4"),
-    "FP64": np.dtype("<f8"),
-    "FP16": np.dtype("<f2"),
-    "INT64": np.dtype("<i8"),
-    "INT32": np.dtype("<i4"),
-    "INT16": np.dtype("<i2"),
-    "INT8": np.dtype("i1"),
-    "UINT8": np.dtype("u1"),
-    "BOOL": np.dtype("?"),
-}
-
 
 @dataclass(frozen=True)
 class RequestForm:

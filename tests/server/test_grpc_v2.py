@@ -13,6 +13,7 @@ from tritonclient.utils import InferenceServerException
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 from tests.model_factory import FRAUD_FEATURES
+from tests.serving import triton_feature_inputs
 
 
 @pytest.fixture(scope="module")
@@ -90,25 +91,11 @@ def test_multiclass_string_labels(client, model_repo):
     np.testing.assert_allclose(result.as_numpy("probabilities"), forest.predict_proba(X.iloc[:20]), atol=1e-5)
 
 
-def per_feature_inputs(frame) -> list[triton.InferInput]:
-    inputs = []
-    for column in frame.columns:
-        values = frame[column].to_numpy()
-        if values.dtype == object:
-            inp = triton.InferInput(column, [len(values)], "BYTES")
-            inp.set_data_from_numpy(values.astype(object))
-        else:
-            inp = triton.InferInput(column, [len(values)], "FP64")
-            inp.set_data_from_numpy(values.astype(np.float64))
-        inputs.append(inp)
-    return inputs
-
-
 def test_regression_with_categorical_bytes(client, model_repo):
     _, models = model_repo
     pipeline, X = models["price"]
     frame = X.iloc[:50]
-    result = client.infer("price", per_feature_inputs(frame))
+    result = client.infer("price", triton_feature_inputs(frame))
     np.testing.assert_allclose(result.as_numpy("value"), pipeline.predict(frame), rtol=1e-5, atol=1e-3)
 
 

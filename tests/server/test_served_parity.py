@@ -9,7 +9,7 @@ import pytest
 import tritonclient.grpc as triton
 
 from onyxserve.training.export import export_model
-from tests.serving import ServerProcess
+from tests.serving import ServerProcess, triton_feature_inputs
 from tests.training.test_export import CLASSIFIERS, MATRIX, REGRESSORS, fit, sample_frame
 
 IDS = [f"{name}-{task}" for name, task in MATRIX]
@@ -29,26 +29,12 @@ def parity_server(tmp_path_factory):
         client.close()
 
 
-def feature_inputs(frame) -> list[triton.InferInput]:
-    inputs = []
-    for column in frame.columns:
-        values = frame[column].to_numpy()
-        if values.dtype == object:
-            inp = triton.InferInput(column, [len(values)], "BYTES")
-            inp.set_data_from_numpy(values.astype(object))
-        else:
-            inp = triton.InferInput(column, [len(values)], "FP64")
-            inp.set_data_from_numpy(values.astype(np.float64))
-        inputs.append(inp)
-    return inputs
-
-
 @pytest.mark.parametrize("model_name", IDS)
 def test_served_scores_equal_sklearn(parity_server, model_name):
     client, pipelines = parity_server
     pipeline = pipelines[model_name]
     sample = sample_frame()
-    result = client.infer(model_name, feature_inputs(sample))
+    result = client.infer(model_name, triton_feature_inputs(sample))
     if model_name.endswith("regression"):
         expected = pipeline.predict(sample)
         scale = np.sqrt(np.mean(expected**2))
