@@ -37,31 +37,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-FEATURES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
+from onyxserve.training.synthetic import FEATURES, TARGET, fraud_transactions
+
 POSITIVE_RATE = 0.003
 
 
 def make_data(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``[rows, 30]`` float64 and labels; positives differ on a few V columns and Amount."""
-    rng = np.random.default_rng(seed)
-    # PCA-like components: variance decreasing with the component index
-    stds = np.linspace(2.0, 0.3, 28)
-    v = rng.standard_normal((rows, 28)) * stds
-    t = np.sort(rng.uniform(0.0, 172_800.0, rows))  # two days of seconds, ordered like the original
-    amount = np.round(rng.lognormal(mean=3.0, sigma=1.4, size=rows), 2)
-    y = np.zeros(rows, dtype=np.int64)
-    n_pos = max(1, round(rows * POSITIVE_RATE))
-    pos = rng.choice(rows, size=n_pos, replace=False)
-    y[pos] = 1
-    # Frauds sit apart on a handful of components (as V10, V12, V14, V17 do in the real data),
-    # with enough spread that neither model is perfect.
-    shift = np.zeros(28)
-    shift[[9, 11, 13, 16]] = [-3.0, -3.5, -4.0, -3.0]
-    shift[[2, 3, 10]] = [-2.0, 2.5, 2.0]
-    v[pos] += shift * rng.uniform(0.2, 1.3, size=(n_pos, 1))
-    amount[pos] = np.round(rng.lognormal(mean=4.0, sigma=1.8, size=n_pos), 2)
-    x = np.column_stack([t, v, amount])
-    return x, y
+    """Rows ``[rows, 30]`` float64 and labels, from the project's fraud-like generator."""
+    frame = fraud_transactions(rows=rows, seed=seed, positive_rate=POSITIVE_RATE)
+    return frame[FEATURES].to_numpy(), frame[TARGET].to_numpy()
 
 
 def fit_pipelines(x, y: np.ndarray, seed: int) -> dict[str, Pipeline]:
