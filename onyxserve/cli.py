@@ -17,6 +17,7 @@ SUBCOMMANDS = (
     "onyxserve.server.cli",  # serve
     "onyxserve.training.export_cli",  # export
     "onyxserve.training.datasource_cli",  # datasource
+    "onyxserve.training.train_cli",  # train, tune
     "onyxserve.clients.loadtest.cli",  # loadtest
 )
 
