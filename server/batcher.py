@@ -100,10 +100,6 @@ class DynamicBatcher:
         self._wakeup = asyncio.Event()
         self._runner = self._loop.create_task(self._run(), name=f"batcher-{self.name}")
 
-    @property
-    def queue_depth(self) -> int:
-        return len(self._queue)
-
     async def submit(self, block: RowBlock, timeout_s: float | None = None) -> Outputs:
         """Queue one request's rows; resolves to that request's slice of the batch outputs."""
         if self._closing:
