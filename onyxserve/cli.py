@@ -19,6 +19,7 @@ SUBCOMMANDS = (
     "onyxserve.training.datasource_cli",  # datasource
     "onyxserve.training.train_cli",  # train, tune
     "onyxserve.clients.loadtest.cli",  # loadtest
+    "onyxserve.training.evaluate_cli", "onyxserve.training.registry_cli", "onyxserve.training.batch_cli",
 )
 
 
