@@ -72,6 +72,7 @@ class Recorder:
         self.start_ns = start_ns
         self.end_ns = end_ns
         self.latencies = array("q")
+        self.sent = array("q")  # send (or scheduled) time of each latency
         self.lags = array("q")
         self.errors: Counter[str] = Counter()
         self.error_details: dict[str, str] = {}  # first message seen per status code
@@ -102,6 +103,7 @@ class Recorder:
             self.warmup_ok += 1
         elif sent_ns < self.end_ns:
             self.latencies.append(latency_ns)
+            self.sent.append(sent_ns)
 
     def error(self, sent_ns: int, exc: grpc.RpcError) -> None:
         self.calls += 1
@@ -130,6 +132,7 @@ class Recorder:
             wall = max(0.0, (min(self._aborted_at, self.end_ns) - self.start_ns) / 1e9)
         return WorkerResult(
             latencies_ns=self.latencies.tobytes(),
+            sent_ns=self.sent.tobytes(),
             send_lag_ns=self.lags.tobytes(),
             errors=dict(self.errors),
             error_details=dict(self.error_details),

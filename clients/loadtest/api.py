@@ -13,15 +13,19 @@ can be loaded.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 
 from . import workload as wl
+from .drift import Drift, apply_drift
 from .requests import RequestForm, build_pool
-from .runner import LoadRunner, sweep
+from .runner import _START_LEAD_NS, LoadRunner
+from .stability import run_level
 from .stats import LoadResult
 
 
@@ -34,6 +38,15 @@ class Plan:
     workload: wl.Workload
     interface: wl.ModelInterface | None
     source: str  # where the rows came from
+    drift: list[Drift] = field(default_factory=list)
+    drift_from_s: float = 0.0  # drifted rows from this long after the run's start
+    drift_pool: list[bytes] | None = None  # the drifted pool when drift starts later than 0
+
+    def drift_dict(self) -> dict | None:
+        """How the rows were drifted, for the results (None: not drifted)."""
+        if not self.drift:
+            return None
+        return {"features": [d.to_dict() for d in self.drift], "from_s": self.drift_from_s}
 
 
 def load_categories(path_or_json: str | None) -> dict[str, list[str]] | None:
@@ -67,6 +80,8 @@ def prepare(
     outputs: Sequence[str] = (),
     max_requests: int = 1024,
     use_metadata: bool = True,
+    drift: Sequence[Drift] = (),
+    drift_from_s: float = 0.0,
 ) -> Plan:
     """Work out the rows and the request form and pre-serialize the request pool.
 
@@ -74,6 +89,8 @@ def prepare(
     model's V2 ModelMetadata. The metadata, when the server answers it, also supplies the input
     name and datatype of the ``[N, F]`` form and the per-feature datatypes; explicit arguments
     win. A server that cannot be reached raises ``grpc.RpcError`` only when the rows depend on it.
+    ``drift`` shifts / rescales features of every request, or of those sent ``drift_from_s``
+    after the run's start (then the plan carries a clean and a drifted pool of the same rows).
     """
     interface = None
     if use_metadata:
@@ -108,8 +125,14 @@ def prepare(
                 f"model '{model}' takes {width} features in input '{interface.inputs[0][0]}', "
                 f"the rows have {len(work.features)} ({source}); pick them with --columns"
             )
+    drifted = apply_drift(work, drift) if drift else None
     pool = build_pool(work, model, version, form, max_requests)
-    return Plan(pool, form, work, interface, source)
+    drift_pool = None
+    if drifted is not None:
+        drift_pool = build_pool(drifted, model, version, form, max_requests)
+        if drift_from_s <= 0:
+            pool, drift_pool = drift_pool, None
+    return Plan(pool, form, work, interface, source, list(drift), max(0.0, drift_from_s), drift_pool)
 
 
 def _request_form(
@@ -143,7 +166,62 @@ def _runner(target: str, plan: Plan, processes: int, connections: int, timeout_s
         connections=connections,
         timeout_s=timeout_s,
         rows_per_request=plan.form.rows_per_request,
+        drift_pool=plan.drift_pool,
+        drift_after_s=plan.drift_from_s,
     )
+
+
+def run_levels(
+    targets: Sequence[tuple[str, Plan]],
+    levels: Sequence[float],
+    duration_s: float,
+    *,
+    mode: str = "closed",
+    arrival: str = "poisson",
+    warmup_s: float = 2.0,
+    processes: int = 2,
+    connections: int = 2,
+    timeout_s: float = 5.0,
+    max_inflight: int = 4096,
+    seed: int = 0,
+    stable: float | None = None,
+    max_windows: int = 6,
+    on_result: Callable[[int, LoadResult], None] | None = None,
+) -> list[list[LoadResult]]:
+    """The general run: for each level (concurrency, or rate when ``mode`` is 'open'), a window
+    on each target in turn (A, B, A, B, ... with the stability check ``stable``, a fraction such
+    as 0.1). Returns the results per target. Stops after a level where a window was cut short
+    (server gone) or where no request to a target succeeded, keeping what was measured;
+    ``on_result(target_index, result)`` sees each level's result as it arrives (to save it)."""
+    per_target: list[list[LoadResult]] = [[] for _ in targets]
+    with ExitStack() as stack:
+        runners = [
+            stack.enter_context(_runner(t, plan, processes, connections, timeout_s)) for t, plan in targets
+        ]
+        origin = time.monotonic_ns() + _START_LEAD_NS  # one time axis for every target
+        for runner in runners:
+            runner.origin_ns = origin
+
+        def window(runner: LoadRunner, level: float) -> Callable[[], LoadResult]:
+            if mode == "open":
+                return lambda: runner.open(float(level), arrival, warmup_s, duration_s, max_inflight, seed)
+            return lambda: runner.closed(int(level), warmup_s, duration_s)
+
+        for level in levels:
+            results = run_level([window(r, level) for r in runners], stable, max_windows)
+            stop = False
+            for i, result in enumerate(results):
+                if result.aborted is None and result.requests == 0 and result.error_count:
+                    code = max(result.errors, key=result.errors.__getitem__)
+                    message = result.error_details.get(code, "")
+                    result.aborted = f"no request succeeded ({code}: {message})"
+                per_target[i].append(result)
+                if on_result is not None:
+                    on_result(i, result)
+                stop = stop or result.aborted is not None
+            if stop or len(results) < len(runners):
+                break
+    return per_target
 
 
 def run_sweep(
@@ -159,15 +237,26 @@ def run_sweep(
     timeout_s: float = 5.0,
     plan: Plan | None = None,
     on_result: Callable[[LoadResult], None] | None = None,
+    stable: float | None = None,
+    max_windows: int = 6,
     **prepare_args,
 ) -> list[LoadResult]:
-    """Closed-loop concurrency sweep: one warm-up + measured window per level, in order.
+    """Closed-loop concurrency sweep: one warm-up + measured window per level, in order (with
+    ``stable``, e.g. 0.1: windows repeat until throughput varies < 10 %, see ``stability``).
     Stops early (keeping what was measured) if the server goes away."""
     plan = plan or prepare(target, model, version, **prepare_args)
-    with _runner(target, plan, processes, connections, timeout_s) as runner:
-        return sweep(
-            runner, list(concurrencies), lambda c: runner.closed(int(c), warmup_s, duration_s), on_result
-        )
+    return run_levels(
+        [(target, plan)],
+        concurrencies,
+        duration_s,
+        warmup_s=warmup_s,
+        processes=processes,
+        connections=connections,
+        timeout_s=timeout_s,
+        stable=stable,
+        max_windows=max_windows,
+        on_result=None if on_result is None else lambda _, r: on_result(r),
+    )[0]
 
 
 def run_closed_loop(target: str, model: str, concurrency: int, duration_s: float, **kwargs) -> LoadResult:
@@ -193,18 +282,29 @@ def run_open_sweep(
     seed: int = 0,
     plan: Plan | None = None,
     on_result: Callable[[LoadResult], None] | None = None,
+    stable: float | None = None,
+    max_windows: int = 6,
     **prepare_args,
 ) -> list[LoadResult]:
     """Open-loop windows at each arrival rate (requests/s), ``arrival`` 'poisson' or 'constant'.
     Latency counts from the scheduled send time."""
     plan = plan or prepare(target, model, version, seed=seed, **prepare_args)
-    with _runner(target, plan, processes, connections, timeout_s) as runner:
-        return sweep(
-            runner,
-            list(rates),
-            lambda r: runner.open(float(r), arrival, warmup_s, duration_s, max_inflight, seed),
-            on_result,
-        )
+    return run_levels(
+        [(target, plan)],
+        rates,
+        duration_s,
+        mode="open",
+        arrival=arrival,
+        warmup_s=warmup_s,
+        processes=processes,
+        connections=connections,
+        timeout_s=timeout_s,
+        max_inflight=max_inflight,
+        seed=seed,
+        stable=stable,
+        max_windows=max_windows,
+        on_result=None if on_result is None else lambda _, r: on_result(r),
+    )[0]
 
 
 def run_open_loop(target: str, model: str, rate: float, duration_s: float, **kwargs) -> LoadResult:

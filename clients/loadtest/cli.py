@@ -12,6 +12,11 @@ Examples::
     # MLServer's sklearn runtime: ask for label and probabilities
     onyxserve loadtest 127.0.0.1:18081 --model fraud_lr --data sample.csv \\
         --output predict --output predict_proba
+
+    # two servers, alternately (A, B per level), windows repeated until throughput varies < 10%,
+    # V14 shifted by 2.5 after 30 s; JSON and an HTML page with the plots
+    onyxserve loadtest 127.0.0.1:8001 --compare 127.0.0.1:9001 --model fraud --data sample.csv \\
+        --stable 10% --drift V14:shift=2.5 --drift-from 30s --json out.json --html out.html
 """
 
 from __future__ import annotations
@@ -54,6 +59,28 @@ def _float_list(text: str) -> list[float]:
     if not values or min(values) <= 0:
         raise argparse.ArgumentTypeError("rates must be > 0")
     return values
+
+
+def _fraction(text: str) -> float:
+    """'10%' or '0.1' -> 0.1."""
+    try:
+        value = float(text[:-1]) / 100 if text.strip().endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a percentage such as 10% (or 0.1), got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError("the stability threshold must be between 0% and 100%")
+    return value
+
+
+def _drift(text: str):
+    from .drift import parse_drift
+
+    try:
+        return parse_drift(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers: Any) -> None:
@@ -136,27 +163,187 @@ def register(subparsers: Any) -> None:
     )
     req.add_argument("--no-metadata", action="store_true", help="do not ask the server for ModelMetadata")
 
+    load.add_argument(
+        "--stable",
+        type=_fraction,
+        metavar="PCT",
+        help="repeat windows at each level until throughput varies < PCT (e.g. 10%%) over the last 3",
+    )
+    load.add_argument(
+        "--max-windows", type=int, default=6, help="--stable: at most this many windows a level (default 6)"
+    )
+
+    cmp = p.add_argument_group("comparison")
+    cmp.add_argument(
+        "--compare",
+        metavar="TARGET_B",
+        help="load TARGET and TARGET_B alternately (A, B at each level, same rows) and print B/A ratios",
+    )
+    cmp.add_argument("--model-b", help="model name on TARGET_B (default: --model)")
+    cmp.add_argument("--version-b", help="model version on TARGET_B (default: --version)")
+
+    drift = p.add_argument_group("drift injection (monitoring tests)")
+    drift.add_argument(
+        "--drift",
+        type=_drift,
+        action="append",
+        default=[],
+        metavar="FEATURE:OP=X",
+        help="shift=X adds X to a numeric feature, scale=X multiplies it (repeatable), e.g. V14:shift=2.5",
+    )
+    drift.add_argument(
+        "--drift-from",
+        type=parse_duration,
+        default=0.0,
+        metavar="DURATION",
+        help="send drifted rows only from this long after the run's start (default: from the start)",
+    )
+
     p.add_argument("--json", type=Path, help="write the results as JSON (rewritten after every window)")
+    p.add_argument("--html", type=Path, help="write the results as a self-contained HTML page with plots")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the load test described by ``args``; exit 0, 1 if a window was cut short, 2 on bad use."""
+    """Run the load test described by ``args``; exit 0, 1 if the run stopped early or a target
+    could not be used, 2 on bad use."""
+    problem = _check_args(args)
+    if problem:
+        print(f"loadtest: {problem}", file=sys.stderr)
+        return 2
+    if args.html:
+        try:
+            from . import report as html_report  # matplotlib: the 'reports' extra
+        except ImportError as exc:
+            print(
+                f"loadtest: --html needs matplotlib (pip install 'onyxserve[reports]'): {exc}",
+                file=sys.stderr,
+            )
+            return 2
+
+    names = ["A", "B"] if args.compare else [""]
+    targets = [args.target] + ([args.compare] if args.compare else [])
+    models = [args.model] + ([args.model_b or args.model] if args.compare else [])
+    versions = [args.version] + (
+        [args.version if args.version_b is None else args.version_b] if args.compare else []
+    )
+    plans = []
+    for name, target, model, version in zip(names, targets, models, versions):
+        plan = _prepare(args, target, model, version)
+        if isinstance(plan, int):
+            return plan
+        plans.append(plan)
+        _describe(args, name, target, model, version, plan)
+
+    report = _new_report(args, targets, models, versions, plans)
+    for path, kind in ((args.json, "--json"), (args.html, "--html")):
+        if path:
+            try:  # fail now, not after the first window
+                _write_json(path, report) if kind == "--json" else _write_text(
+                    path, "<p>run in progress</p>\n"
+                )
+            except OSError as exc:
+                print(f"loadtest: cannot write {kind} {path}: {exc}", file=sys.stderr)
+                return 2
+    parts = _target_parts(report)
+
+    def on_result(i: int, result) -> None:
+        level = f"concurrency {result.concurrency}" if result.mode == "closed" else f"rate {result.rate:g}/s"
+        prefix = f"  {names[i]} " if args.compare else "  "
+        windows = ""
+        if result.stability:
+            s = result.stability
+            windows = f", {s['windows']} windows, {'stable' if s['stabilized'] else 'NOT stable'}"
+        print(
+            f"{prefix}{level}: {result.throughput_rps:,.0f} req/s, p99 {result.latency_ms['p99']:.3f} ms, "
+            f"{result.error_count} errors{windows}",
+            flush=True,
+        )
+        if result.client_start_late_ms > args.warmup * 1e3:
+            print(
+                f"  warning: a load process started {result.client_start_late_ms:.0f} ms late, past the "
+                "warm-up: the client was short of CPU, this window under-states the load",
+                flush=True,
+            )
+        parts[i]["results"].append(result.to_dict())
+        if result.aborted:
+            parts[i]["aborted"] = parts[i]["aborted"] or result.aborted
+            where = f"{names[i]} ({targets[i]}): " if args.compare else ""
+            report["aborted"] = report["aborted"] or where + result.aborted
+        if args.compare:
+            report["ratios"] = _ratios(parts)
+        if args.json:
+            _write_json(args.json, report)
+
+    from . import api
+
+    interrupted = False
+    try:
+        api.run_levels(
+            list(zip(targets, plans)),
+            args.rate if args.rate is not None else (args.concurrency or [1, 4, 16, 64]),
+            args.duration,
+            mode="open" if args.rate is not None else "closed",
+            arrival=args.arrival,
+            warmup_s=args.warmup,
+            processes=args.processes,
+            connections=args.connections,
+            timeout_s=args.timeout,
+            max_inflight=args.max_inflight,
+            seed=args.seed,
+            stable=args.stable,
+            max_windows=args.max_windows,
+            on_result=on_result,
+        )
+    except RuntimeError as exc:  # a load process did not start
+        report["aborted"] = str(exc)
+    except KeyboardInterrupt:
+        report["aborted"] = "interrupted"
+        interrupted = True
+
+    _summary(args, names, targets, parts, report)
+    if args.json:
+        _write_json(args.json, report)
+        print(f"results written to {args.json}")
+    if args.html:
+        html_report.write_html(report, args.html)
+        print(f"HTML report written to {args.html}")
+    if report["aborted"]:
+        written = " and ".join(str(p) for p in (args.json, args.html) if p)
+        print(
+            f"loadtest: run stopped early: {report['aborted']}; the results measured so far are above"
+            + (f" and in {written}" if written else ""),
+            file=sys.stderr,
+        )
+        return 130 if interrupted else 1
+    return 0
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    if args.rate is not None and args.concurrency is not None:
+        return "give --concurrency (closed loop) or --rate (open loop), not both"
+    if args.processes < 1 or args.connections < 1 or args.rows_per_request < 1:
+        return "--processes, --connections and --rows-per-request must be >= 1"
+    if args.stable is not None and args.max_windows < 3:
+        return "--max-windows must be >= 3 with --stable (the check looks at the last 3 windows)"
+    if args.drift_from and not args.drift:
+        return "--drift-from needs --drift"
+    if (args.model_b or args.version_b is not None) and not args.compare:
+        return "--model-b and --version-b go with --compare TARGET_B"
+    return None
+
+
+def _prepare(args: argparse.Namespace, target: str, model: str, version: str):
+    """The request plan for one target, or an exit code after one line on stderr."""
     import grpc
 
     from . import api
 
-    if args.rate is not None and args.concurrency is not None:
-        print("loadtest: give --concurrency (closed loop) or --rate (open loop), not both", file=sys.stderr)
-        return 2
-    if args.processes < 1 or args.connections < 1 or args.rows_per_request < 1:
-        print("loadtest: --processes, --connections and --rows-per-request must be >= 1", file=sys.stderr)
-        return 2
     try:
-        plan = api.prepare(
-            args.target,
-            args.model,
-            args.version,
+        return api.prepare(
+            target,
+            model,
+            version,
             data=args.data,
             columns=[c.strip() for c in args.columns.split(",")] if args.columns else None,
             manifest=args.manifest,
@@ -169,11 +356,18 @@ def main(args: argparse.Namespace) -> int:
             datatype=args.datatype,
             outputs=args.output,
             use_metadata=not args.no_metadata,
+            drift=args.drift,
+            drift_from_s=args.drift_from,
         )
     except grpc.RpcError as exc:
+        hint = ""
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            hint = (
+                " (is the server up at that address, and speaking plaintext? the harness does not speak TLS)"
+            )
         print(
-            f"loadtest: cannot get ModelMetadata of '{args.model}' from {args.target}: "
-            f"{exc.code().name}: {exc.details()}",
+            f"loadtest: cannot get ModelMetadata of '{model}' from {target}: "
+            f"{exc.code().name}: {exc.details()}{hint}",
             file=sys.stderr,
         )
         return 1
@@ -181,120 +375,129 @@ def main(args: argparse.Namespace) -> int:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
 
-    if args.json:
-        try:  # fail now, not after the first window
-            _write_json(args.json, {"results": [], "note": "run in progress"})
-        except OSError as exc:
-            print(f"loadtest: cannot write --json {args.json}: {exc}", file=sys.stderr)
-            return 2
 
+def _describe(args: argparse.Namespace, name: str, target: str, model: str, version: str, plan) -> None:
     form = plan.form
     shape = (
         "per-feature tensors"
         if form.per_feature
         else f"'{form.input_name}' {form.datatype} [N,{len(plan.workload.features)}]"
     )
+    drift = ""
+    if plan.drift:
+        ops = ", ".join(f"{d.feature} x{d.scale:g}{d.shift:+g}" for d in plan.drift)
+        drift = f"  drift {ops}" + (f" from {plan.drift_from_s:g} s" if plan.drift_from_s else "")
     print(
-        f"target {args.target}  model {args.model}{':' + args.version if args.version else ''}  "
+        f"{name + ': ' if name else ''}target {target}  model {model}{':' + version if version else ''}  "
         f"rows from {plan.source} ({plan.workload.n_rows})  {shape}  {form.rows_per_request} row(s)/request  "
-        f"{len(plan.pool)} distinct requests  {args.processes} processes x {args.connections} channels"
+        f"{len(plan.pool)} distinct requests  {args.processes} processes x {args.connections} channels{drift}"
     )
 
+
+def _new_report(args, targets, models, versions, plans) -> dict[str, Any]:
+    form, plan = plans[0].form, plans[0]
     open_loop = args.rate is not None
-    report: dict[str, Any] = {
-        "target": args.target,
-        "model": args.model,
-        "version": args.version,
-        "mode": "open" if open_loop else "closed",
-        "config": {
-            "warmup_s": args.warmup,
-            "duration_s": args.duration,
-            "timeout_s": args.timeout,
-            "processes": args.processes,
-            "connections": args.connections,
-            "rows_per_request": form.rows_per_request,
-            "per_feature": form.per_feature,
-            "input_name": None if form.per_feature else form.input_name,
-            "datatype": form.datatype,
-            "outputs": list(form.outputs),
-            "rows_source": plan.source,
-            "arrival": args.arrival if open_loop else None,
-        },
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "results": [],
-        "aborted": None,
-    }
-    collected = []
-
-    def on_result(result) -> None:
-        collected.append(result)
-        level = f"concurrency {result.concurrency}" if result.mode == "closed" else f"rate {result.rate:g}/s"
-        print(
-            f"  {level}: {result.throughput_rps:,.0f} req/s, p99 {result.latency_ms['p99']:.3f} ms, "
-            f"{result.error_count} errors",
-            flush=True,
-        )
-        if result.client_start_late_ms > args.warmup * 1e3:
-            print(
-                f"  warning: a load process started {result.client_start_late_ms:.0f} ms late, past the "
-                "warm-up: the client was short of CPU, this window under-states the load",
-                flush=True,
-            )
-        report["results"].append(result.to_dict())
-        if result.aborted:
-            report["aborted"] = result.aborted
-        if args.json:
-            _write_json(args.json, report)
-
-    common: dict[str, Any] = {
-        "version": args.version,
+    config = {
         "warmup_s": args.warmup,
+        "duration_s": args.duration,
+        "timeout_s": args.timeout,
         "processes": args.processes,
         "connections": args.connections,
-        "timeout_s": args.timeout,
-        "plan": plan,
-        "on_result": on_result,
+        "rows_per_request": form.rows_per_request,
+        "per_feature": form.per_feature,
+        "input_name": None if form.per_feature else form.input_name,
+        "datatype": form.datatype,
+        "outputs": list(form.outputs),
+        "rows_source": plan.source,
+        "arrival": args.arrival if open_loop else None,
+        "stable": args.stable,
+        "max_windows": args.max_windows if args.stable else None,
     }
-    if open_loop:
-        api.run_open_sweep(
-            args.target,
-            args.model,
-            args.rate,
-            args.duration,
-            arrival=args.arrival,
-            max_inflight=args.max_inflight,
-            seed=args.seed,
+    common = {
+        "config": config,
+        "drift": plan.drift_dict(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "aborted": None,
+    }
+    mode = "open" if open_loop else "closed"
+    if not args.compare:
+        return {
+            "target": targets[0],
+            "model": models[0],
+            "version": versions[0],
+            "mode": mode,
             **common,
-        )
-    else:
-        api.run_sweep(args.target, args.model, args.concurrency or [1, 4, 16, 64], args.duration, **common)
-
-    from .stats import format_table
-
-    print()
-    print(format_table(collected))
-    if collected and collected[-1].outputs:
-        print(f"outputs: {collected[-1].outputs}")
-    details = {k: v for r in collected for k, v in r.error_details.items()}
-    for code, message in sorted(details.items()):
-        print(f"first {code} message: {message}")
-    cpu = [
-        (r.client_cpu_us_per_request, r.client_cpu_cores) for r in collected if r.client_cpu_us_per_request
+            "results": [],
+        }
+    parts = [
+        {
+            "name": n,
+            "target": t,
+            "model": m,
+            "version": v,
+            "rows_source": p.source,
+            "results": [],
+            "aborted": None,
+        }
+        for n, t, m, v, p in zip("AB", targets, models, versions, plans)
     ]
-    if cpu:
-        per_request = ", ".join(f"{us:.0f}" for us, _ in cpu)
-        cores = ", ".join(f"{c:.2f}" for _, c in cpu)
-        print(f"harness CPU (all load processes, per window): {per_request} us/request; {cores} cores")
-    if args.json:
-        print(f"results written to {args.json}")
-    if report["aborted"]:
-        print(
-            f"loadtest: run stopped early: {report['aborted']}; the results measured so far are above"
-            + (f" and in {args.json}" if args.json else ""),
-            file=sys.stderr,
+    return {"mode": "compare", "load_mode": mode, **common, "targets": parts, "ratios": []}
+
+
+def _target_parts(report: dict[str, Any]) -> list[dict[str, Any]]:
+    return report.get("targets", [report])
+
+
+def _ratio(b: float | None, a: float | None) -> float | None:
+    return b / a if a and b is not None and a > 0 else None
+
+
+def _ratios(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """B/A per load level both targets finished."""
+    out = []
+    for a, b in zip(parts[0]["results"], parts[1]["results"]):
+        load = f"c={a['concurrency']}" if a["mode"] == "closed" else f"{a['rate']:g}/s"
+        out.append(
+            {
+                "load": load,
+                "throughput_b_over_a": _ratio(b["throughput_rps"], a["throughput_rps"]),
+                "p50_b_over_a": _ratio(b["latency_ms"]["p50"], a["latency_ms"]["p50"]),
+                "p99_b_over_a": _ratio(b["latency_ms"]["p99"], a["latency_ms"]["p99"]),
+            }
         )
-        return 1
-    return 0
+    return out
+
+
+def _summary(args, names, targets, parts, report) -> None:
+    from .stats import format_table_dicts
+
+    for name, target, part in zip(names, targets, parts):
+        results = part["results"]
+        print()
+        if name:
+            print(f"{name}: {target}")
+        print(format_table_dicts(results))
+        if results and results[-1]["outputs"]:
+            print(f"outputs: {results[-1]['outputs']}")
+        details = {k: v for r in results for k, v in r["error_details"].items()}
+        for code, message in sorted(details.items()):
+            print(f"first {code} message: {message}")
+        cpu = [
+            (r["client_cpu_us_per_request"], r["client_cpu_cores"])
+            for r in results
+            if r["client_cpu_us_per_request"]
+        ]
+        if cpu:
+            per_request = ", ".join(f"{us:.0f}" for us, _ in cpu)
+            cores = ", ".join(f"{c:.2f}" if c is not None else "-" for _, c in cpu)
+            print(f"harness CPU (all load processes, per window): {per_request} us/request; {cores} cores")
+    if args.compare and report["ratios"]:
+        print()
+        print("B/A ratios (throughput, p50, p99):")
+        for r in report["ratios"]:
+            cells = [r[k] for k in ("throughput_b_over_a", "p50_b_over_a", "p99_b_over_a")]
+            shown = ", ".join("-" if v is None else f"{v:.2f}" for v in cells)
+            print(f"  {r['load']}: {shown}")
 
 
 def _write_json(path: Path, report: dict[str, Any]) -> None:
@@ -302,6 +505,11 @@ def _write_json(path: Path, report: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def standalone(argv: list[str] | None = None) -> int:

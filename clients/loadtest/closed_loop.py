@@ -24,10 +24,13 @@ async def closed_loop(
     timeout_s: float,
     connections: int = 2,
     offset: int = 0,
+    drift_pool: list[bytes] | None = None,
+    drift_at_ns: int | None = None,
 ) -> WorkerResult:
     """Run ``concurrency`` in-flight requests from ``start_ns`` (time.monotonic_ns clock, shared by
-    the processes of a run) for warm-up + duration; record the sends inside the window. Returns
-    once every task has stopped: at most ``timeout_s`` after the window ends."""
+    the processes of a run) for warm-up + duration; record the sends inside the window. Requests
+    sent from ``drift_at_ns`` on come from ``drift_pool`` (the same rows, drifted). Returns once
+    every task has stopped: at most ``timeout_s`` after the window ends."""
     measure_start = start_ns + warmup_ns
     end = measure_start + duration_ns
     rec = Recorder(measure_start, end)
@@ -48,7 +51,8 @@ async def closed_loop(
                 if sent >= end:
                     return
                 try:
-                    response = await call(pool[j % n], timeout=timeout_s)
+                    rows = drift_pool if drift_at_ns is not None and sent >= drift_at_ns else pool
+                    response = await call(rows[j % n], timeout=timeout_s)
                     rec.ok(sent, time.monotonic_ns() - sent, response)
                 except grpc.aio.AioRpcError as exc:
                     rec.error(sent, exc)

@@ -45,10 +45,13 @@ async def open_loop(
     phase_ns: int = 0,
     seed: int = 0,
     offset: int = 0,
+    drift_pool: list[bytes] | None = None,
+    drift_at_ns: int | None = None,
 ) -> WorkerResult:
     """Send at ``rate`` requests/s from ``start_ns + phase_ns`` until the window ends; at most
     ``max_inflight`` outstanding (beyond that, sends wait, and the wait counts as latency).
-    Returns at most ``timeout_s`` (+1 s) after the window ends."""
+    Requests scheduled from ``drift_at_ns`` on come from ``drift_pool``. Returns at most
+    ``timeout_s`` (+1 s) after the window ends."""
     measure_start = start_ns + warmup_ns
     end = measure_start + duration_ns
     rec = Recorder(measure_start, end)
@@ -66,7 +69,8 @@ async def open_loop(
             if scheduled >= measure_start:
                 rec.lags.append(actual - scheduled)
             try:
-                response = await calls[i % len(calls)](pool[(offset + i) % n], timeout=timeout_s)
+                rows = drift_pool if drift_at_ns is not None and scheduled >= drift_at_ns else pool
+                response = await calls[i % len(calls)](rows[(offset + i) % n], timeout=timeout_s)
                 rec.ok(scheduled, time.monotonic_ns() - scheduled, response)
             except grpc.aio.AioRpcError as exc:
                 rec.error(scheduled, exc)

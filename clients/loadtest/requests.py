@@ -19,6 +19,7 @@ from onyxserve.protos import grpc_service_pb2 as pb
 
 from .workload import Workload
 
+
 @dataclass(frozen=True)
 class RequestForm:
     """How rows become tensors. ``outputs`` are requested output names (empty: the server's

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -25,7 +24,14 @@ _ANSWER_GRACE_S = 5.0
 _READY_TIMEOUT_S = 60.0  # spawning a process that imports grpc and numpy takes ~1 s, more under load
 
 
-def _process_main(conn: Connection, target: str, pool: list[bytes], connections: int, index: int) -> None:
+def _process_main(
+    conn: Connection,
+    target: str,
+    pool: list[bytes],
+    drift_pool: list[bytes] | None,
+    connections: int,
+    index: int,
+) -> None:
     """Body of a load process: execute commands until told to stop (or the parent goes away)."""
     from .closed_loop import closed_loop
     from .open_loop import open_loop
@@ -40,10 +46,8 @@ def _process_main(conn: Connection, target: str, pool: list[bytes], connections:
         if kind == "stop":
             return
         try:
-            if kind == "closed":
-                result = asyncio.run(closed_loop(target, pool, connections=connections, **cmd))
-            else:
-                result = asyncio.run(open_loop(target, pool, connections=connections, **cmd))
+            loop = closed_loop if kind == "closed" else open_loop
+            result = asyncio.run(loop(target, pool, connections=connections, drift_pool=drift_pool, **cmd))
         except Exception as exc:  # noqa: BLE001 - reported to the parent as this process's failure
             result = WorkerResult(aborted=f"load process {index} failed: {type(exc).__name__}: {exc}")
         conn.send(result)
@@ -59,7 +63,11 @@ class LoadRunner:
     """A pool of load processes for one target and one request pool; a context manager.
 
     ``pool`` is the list of serialized ModelInferRequest messages (see ``requests.build_pool``).
-    ``connections`` is the number of gRPC channels (TCP connections) per process.
+    ``connections`` is the number of gRPC channels (TCP connections) per process. ``drift_pool``
+    (the same rows, drifted) replaces ``pool`` for sends ``drift_after_s`` after the origin on
+    (``drift_at_ns`` once known). ``origin_ns``
+    is the run's time origin for the timelines: the first window's start unless set (a
+    comparison sets one origin for both targets' runners).
     """
 
     def __init__(
@@ -70,6 +78,8 @@ class LoadRunner:
         connections: int = 2,
         timeout_s: float = 5.0,
         rows_per_request: int = 1,
+        drift_pool: list[bytes] | None = None,
+        drift_after_s: float = 0.0,
     ) -> None:
         if processes < 1:
             raise ValueError("processes must be >= 1")
@@ -77,11 +87,17 @@ class LoadRunner:
         self.pool = pool
         self.timeout_s = timeout_s
         self.rows_per_request = rows_per_request
+        self.origin_ns: int | None = None
+        self.drift_after_s = drift_after_s
+        self.drift_at_ns: int | None = None
+        self._has_drift = drift_pool is not None
         ctx = mp.get_context("spawn")  # grpc's core does not survive fork() with live channels
         self._procs: list[_Proc] = []
         for i in range(processes):
             parent, child = ctx.Pipe()
-            p = ctx.Process(target=_process_main, args=(child, target, pool, connections, i), daemon=True)
+            p = ctx.Process(
+                target=_process_main, args=(child, target, pool, drift_pool, connections, i), daemon=True
+            )
             p.start()
             child.close()
             self._procs.append(_Proc(p, parent))
@@ -138,14 +154,24 @@ class LoadRunner:
             )
         return results
 
+    def _start(self) -> int:
+        """The next window's common start; the first one is the run's origin unless set."""
+        start = time.monotonic_ns() + _START_LEAD_NS
+        if self.origin_ns is None:
+            self.origin_ns = start
+        if self._has_drift and self.drift_at_ns is None:
+            self.drift_at_ns = self.origin_ns + int(self.drift_after_s * 1e9)
+        return start
+
     def closed(self, concurrency: int, warmup_s: float, duration_s: float) -> LoadResult:
         """One closed-loop window at total ``concurrency``, split across the processes."""
         n = len(self._procs)
-        start = time.monotonic_ns() + _START_LEAD_NS
+        start = self._start()
         warm, dur = int(warmup_s * 1e9), int(duration_s * 1e9)
         commands = [
             {
                 "kind": "closed",
+                "drift_at_ns": self.drift_at_ns,
                 "concurrency": concurrency // n + (i < concurrency % n),
                 "start_ns": start,
                 "warmup_ns": warm,
@@ -162,6 +188,8 @@ class LoadRunner:
             duration_s=duration_s,
             concurrency=concurrency,
             rows_per_request=self.rows_per_request,
+            window_start_ns=start + warm,
+            origin_ns=self.origin_ns,
         )
 
     def open(
@@ -176,11 +204,12 @@ class LoadRunner:
         """One open-loop window at total ``rate`` requests/s: each process sends rate/n; with
         constant spacing the processes are phase-shifted so the merged stream stays even."""
         n = len(self._procs)
-        start = time.monotonic_ns() + _START_LEAD_NS
+        start = self._start()
         warm, dur = int(warmup_s * 1e9), int(duration_s * 1e9)
         commands = [
             {
                 "kind": "open",
+                "drift_at_ns": self.drift_at_ns,
                 "rate": rate / n,
                 "arrival": arrival,
                 "start_ns": start,
@@ -202,23 +231,6 @@ class LoadRunner:
             rate=rate,
             arrival=arrival,
             rows_per_request=self.rows_per_request,
+            window_start_ns=start + warm,
+            origin_ns=self.origin_ns,
         )
-
-
-def sweep(
-    runner: LoadRunner,
-    levels: list[float],
-    step: Callable[[float], LoadResult],
-    on_result: Callable[[LoadResult], None] | None = None,
-) -> list[LoadResult]:
-    """Run ``step`` for each level in order; stop after a window that was aborted (server gone),
-    keeping what was measured. ``on_result`` sees each result as it arrives (to save it)."""
-    results = []
-    for level in levels:
-        result = step(level)
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-        if result.aborted:
-            break
-    return results
