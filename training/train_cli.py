@@ -56,7 +56,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-weight", choices=["balanced"], default=None)
     p.add_argument("--out", type=Path, help="save the fitted pipeline with joblib")
-    p.add_argument("--export", action="store_true", help="export the model as a version (needs --name, --repository)")
+    p.add_argument(
+        "--export", action="store_true", help="export the model as a version (needs --name, --repository)"
+    )
     p.add_argument("--name", help="model name for --export")
     p.add_argument("--repository", type=Path, help="model repository for --export")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,7 +81,9 @@ def _json_arg(text: str | None, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise TrainingError(f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", where=source) from None
+        raise TrainingError(
+            f"not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", where=source
+        ) from None
 
 
 def _prepare(args: argparse.Namespace) -> dict[str, Any]:
