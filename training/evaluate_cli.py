@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="binary: pick the threshold meeting a target, e.g. 'precision>=0.9', 'fpr<=0.01', 'recall>=0.8'",
     )
     p.add_argument("--chunk-rows", type=int, default=65_536, help="rows scored at a time (bounds memory)")
-    p.add_argument("--importance-rows", type=int, default=5000, help="rows sampled for permutation importance")
+    p.add_argument(
+        "--importance-rows", type=int, default=5000, help="rows sampled for permutation importance"
+    )
     p.add_argument("--no-save", action="store_true", help="do not write evaluation.json / the registry")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=run)

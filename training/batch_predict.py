@@ -1,0 +1,253 @@
+"""Batch prediction: score a whole file or datasource with a model version, streaming.
+
+    batch_predict("models/fraud/3", "transactions.csv", "scores.parquet")
+    batch_predict_dask("models/fraud/3", "transactions.parquet", "scores.parquet")  # on Dask
+
+Each chunk goes through ``OnnxScorer.score`` (the manifest's compiled normalization, then ONNX
+Runtime), the very call the server makes, so a row's batch scores equal its online scores. The
+input is read ahead in a thread while the previous chunk is scored, and the output written as it
+comes (pyarrow Parquet/CSV writers) into a hidden temporary file renamed into place at the end:
+memory is a few chunks whatever the file's size, and nobody sees a half-written output.
+
+Output columns: the row id (``row_id``'s column, else ``row``: the 0-based row number), then
+``label`` and ``probability_<label>`` per class for classifiers, or ``value`` for regression.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from onyxserve.core.manifest import Manifest
+from onyxserve.core.normalizer import FeatureValueError
+from onyxserve.core.scorer import ModelLoadError, OnnxScorer, load_version
+from onyxserve.training.batch_source import Chunk, Source, SourceError, open_source, prefetch, to_block
+
+DEFAULT_CHUNK_ROWS = 65_536
+
+
+class BatchError(Exception):
+    """Batch prediction refused: the message names the file, column, row or model."""
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    rows: int
+    seconds: float
+    out: Path
+    parts: int = 1  # output files (Dask: one per partition)
+    workers: int = 1
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+    def describe(self) -> str:
+        where = f"{self.out}" + (f" ({self.parts} parts, {self.workers} workers)" if self.parts > 1 else "")
+        return f"scored {self.rows:,} rows in {self.seconds:.2f} s ({self.rows_per_s:,.0f} rows/s) -> {where}"
+
+
+def output_format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
+    if suffix == ".csv":
+        return "csv"
+    raise BatchError(f"{path}: the output must end in .csv or .parquet")
+
+
+def output_names(manifest: Manifest, row_id: str | None) -> list[str]:
+    if manifest.task == "regression":
+        return [row_id or "row", "value"]
+    return [row_id or "row", "label", *(f"probability_{label}" for label in manifest.labels)]
+
+
+def score_chunk(scorer: OnnxScorer, chunk: Chunk, row_id: str | None) -> pa.Table:
+    """Score one chunk through the served path; the output table (row id first)."""
+    manifest = scorer.manifest
+    try:
+        scores = scorer.score([to_block(manifest, chunk)])
+    except FeatureValueError as exc:
+        raise BatchError(f"row {chunk.start + exc.row}: feature '{exc.feature}' {exc.reason}") from None
+    except SourceError as exc:
+        raise BatchError(str(exc)) from None
+    names = output_names(manifest, row_id)
+    if row_id:
+        ids = (
+            chunk.batch.column(row_id)
+            if chunk.batch is not None
+            else pa.array(chunk.frame[row_id].to_numpy())
+        )
+    else:
+        ids = pa.array(np.arange(chunk.start, chunk.start + chunk.n_rows, dtype=np.int64))
+    if manifest.task == "regression":
+        arrays = [ids, pa.array(scores["value"])]
+    else:
+        proba = scores["probabilities"]
+        arrays = [ids, pa.array(scores["label"]), *(pa.array(proba[:, j]) for j in range(proba.shape[1]))]
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+class OutputWriter:
+    """Incremental Parquet/CSV writer into a hidden temporary file; ``commit`` renames it into place."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.format = output_format(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self._writer: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            if self.format == "parquet":
+                self._writer = pq.ParquetWriter(self.tmp, table.schema, compression="snappy")
+            else:
+                self._writer = pacsv.CSVWriter(self.tmp, table.schema)
+        elif table.schema != self._writer.schema:
+            table = table.cast(self._writer.schema)  # e.g. a chunk whose row ids were all null
+        self._writer.write_table(table)
+
+    def commit(self, empty_schema: pa.Schema) -> None:
+        if self._writer is None:  # no rows: still write a valid file with the columns
+            self.write(empty_schema.empty_table())
+        self._writer.close()
+        with open(self.tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def _empty_schema(manifest: Manifest, row_id: str | None) -> pa.Schema:
+    names = output_names(manifest, row_id)
+    if manifest.task == "regression":
+        types = [pa.int64() if not row_id else pa.string(), pa.float32()]
+    else:
+        label_type = pa.string() if any(isinstance(x, str) for x in manifest.labels) else pa.int64()
+        types = [
+            pa.int64() if not row_id else pa.string(),
+            label_type,
+            *([pa.float32()] * len(manifest.labels)),
+        ]
+    return pa.schema(list(zip(names, types)))
+
+
+def input_columns(manifest: Manifest, row_id: str | None, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """What ``open_source`` must read for this model: columns and their declared CSV types."""
+    features = list(manifest.feature_names)
+    strings = [f.name for f in manifest.features if f.is_categorical]
+    floats = [f.name for f in manifest.features if not f.is_categorical]
+    columns = [*([row_id] if row_id else []), *features, *extra]
+    if row_id:
+        strings.append(row_id)
+    return {"columns": columns, "string_columns": strings, "float_columns": floats}
+
+
+def load(version_dir: str | Path, intra_op_threads: int | None = None) -> OnnxScorer:
+    try:
+        return load_version(version_dir, intra_op_threads=intra_op_threads)
+    except ModelLoadError as exc:
+        raise BatchError(str(exc)) from None
+
+
+def batch_predict(
+    version_dir: str | Path,
+    source: Source,
+    out_path: str | Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    row_id: str | None = None,
+    progress: bool = True,
+    intra_op_threads: int | None = None,
+) -> BatchSummary:
+    """Score every row of ``source`` (CSV/Parquet/JSON path, datasource record or DataFrame)
+    with the version in ``version_dir``; write ``out_path`` (.csv or .parquet)."""
+    if chunk_rows <= 0:
+        raise BatchError(f"chunk_rows must be positive, got {chunk_rows}")
+    started = time.perf_counter()
+    scorer = load(version_dir, intra_op_threads)
+    out = Path(out_path)
+    writer = OutputWriter(out)
+    try:
+        reader = open_source(source, chunk_rows=chunk_rows, **input_columns(scorer.manifest, row_id))
+    except SourceError as exc:
+        raise BatchError(str(exc)) from None
+    rows = 0
+    bar = _progress_bar(reader, progress, f"scoring {Path(version_dir).parent.name}/{Path(version_dir).name}")
+    try:
+        for chunk in prefetch(reader.chunks()):
+            writer.write(score_chunk(scorer, chunk, row_id))
+            rows += chunk.n_rows
+            bar.update(reader.position() - bar.n)
+            bar.set_postfix_str(f"{rows:,} rows", refresh=False)
+        writer.commit(_empty_schema(scorer.manifest, row_id))
+    except SourceError as exc:
+        writer.abort()
+        raise BatchError(str(exc)) from None
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return BatchSummary(rows=rows, seconds=time.perf_counter() - started, out=out)
+
+
+def _progress_bar(reader: Any, enabled: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    scale = reader.unit == "B"
+    return tqdm(
+        total=reader.total,
+        unit=reader.unit,
+        unit_scale=scale,
+        unit_divisor=1024 if scale else 1000,
+        desc=desc,
+        disable=not enabled,
+        leave=False,
+    )
+
+
+def batch_predict_dask(
+    version_dir: str | Path,
+    source: str | Path,
+    out_path: str | Path,
+    *,
+    scheduler: str | Any | None = None,
+    n_workers: int = 2,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    partition_bytes: int = 64 << 20,
+    row_id: str | None = None,
+    progress: bool = True,
+) -> BatchSummary:
+    """Score a CSV or Parquet file on Dask: ``scheduler`` None starts a LocalCluster of
+    ``n_workers`` single-threaded workers; an address (or a ``distributed.Client``) uses that
+    cluster, whose workers must see the same paths. ``out_path`` becomes a folder of part files,
+    one per partition, in input order. See ``batch_dask``."""
+    from onyxserve.training.batch_dask import run_on_dask
+
+    return run_on_dask(
+        version_dir,
+        source,
+        out_path,
+        scheduler=scheduler,
+        n_workers=n_workers,
+        chunk_rows=chunk_rows,
+        partition_bytes=partition_bytes,
+        row_id=row_id,
+        progress=progress,
+    )
