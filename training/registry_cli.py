@@ -33,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--repository", type=Path, default=Path(os.environ.get("ONYXSERVE_REPOSITORY", "models")),
+        "--repository",
+        type=Path,
+        default=Path(os.environ.get("ONYXSERVE_REPOSITORY", "models")),
         help="model repository folder (default $ONYXSERVE_REPOSITORY, else ./models)",
     )
     common.add_argument("--db", type=Path, help="registry database (default REPOSITORY/registry.db)")
@@ -94,15 +96,35 @@ def _list(reg, args) -> Any:
     if args.model:
         records = [r.to_dict() for r in reg.list_versions(args.model)]
         if not args.json:
-            _table(["version", "task", "approval", "stages", "created_at", "auc/f1_macro/rmse"],
-                   [[r["version"], r["task"], r["approval"], ",".join(r["stages"]), r["created_at"],
-                     _headline(r["metrics"])] for r in records])
+            _table(
+                ["version", "task", "approval", "stages", "created_at", "auc/f1_macro/rmse"],
+                [
+                    [
+                        r["version"],
+                        r["task"],
+                        r["approval"],
+                        ",".join(r["stages"]),
+                        r["created_at"],
+                        _headline(r["metrics"]),
+                    ]
+                    for r in records
+                ],
+            )
         return records
     models = reg.list_models()
     if not args.json:
-        _table(["model", "versions", "latest", "stages"],
-               [[m["name"], m["versions"], m["latest"] or "-",
-                 " ".join(f"{k}={v}" for k, v in m["stages"].items())] for m in models])
+        _table(
+            ["model", "versions", "latest", "stages"],
+            [
+                [
+                    m["name"],
+                    m["versions"],
+                    m["latest"] or "-",
+                    " ".join(f"{k}={v}" for k, v in m["stages"].items()),
+                ]
+                for m in models
+            ],
+        )
     return models
 
 
@@ -116,15 +138,32 @@ def _show(reg, args) -> Any:
             for key, value in sorted(rec["metrics"].items()):
                 print(f"  {key:22} {value}")
         return rec
-    out = {"model": args.model, "stages": reg.aliases(args.model),
-           "versions": [r.to_dict() for r in reg.list_versions(args.model)],
-           "history": [h.to_dict() for h in reg.history(args.model, args.limit)]}
+    out = {
+        "model": args.model,
+        "stages": reg.aliases(args.model),
+        "versions": [r.to_dict() for r in reg.list_versions(args.model)],
+        "history": [h.to_dict() for h in reg.history(args.model, args.limit)],
+    }
     if not args.json:
-        print(f"{args.model}: {len(out['versions'])} versions; stages: "
-              + (" ".join(f"{k}={v}" for k, v in sorted(out["stages"].items())) or "none"))
-        _table(["at", "actor", "action", "version", "stage", "previous", "detail"],
-               [[h["at"], h["actor"], h["action"], h["version"] or "", h["stage"] or "", h["previous"] or "",
-                 h["detail"]] for h in out["history"]])
+        print(
+            f"{args.model}: {len(out['versions'])} versions; stages: "
+            + (" ".join(f"{k}={v}" for k, v in sorted(out["stages"].items())) or "none")
+        )
+        _table(
+            ["at", "actor", "action", "version", "stage", "previous", "detail"],
+            [
+                [
+                    h["at"],
+                    h["actor"],
+                    h["action"],
+                    h["version"] or "",
+                    h["stage"] or "",
+                    h["previous"] or "",
+                    h["detail"],
+                ]
+                for h in out["history"]
+            ],
+        )
     return out
 
 
@@ -132,8 +171,11 @@ def _compare(reg, args) -> Any:
     cmp = reg.compare(args.model, args.versions)
     if not args.json:
         rows = [[k, *(_fmt(v) for v in vals)] for k, vals in cmp["metrics"].items()]
-        rows += [["threshold", *(_fmt(v) for v in cmp["threshold"])],
-                 ["approval", *cmp["approval"]], ["stages", *(",".join(s) for s in cmp["stages"])]]
+        rows += [
+            ["threshold", *(_fmt(v) for v in cmp["threshold"])],
+            ["approval", *cmp["approval"]],
+            ["stages", *(",".join(s) for s in cmp["stages"])],
+        ]
         _table(["metric", *(f"v{v}" for v in cmp["versions"])], rows)
     return cmp
 
@@ -183,8 +225,15 @@ def _sync(reg, args) -> Any:
 
 
 _ACTIONS = {
-    "list": _list, "show": _show, "compare": _compare, "promote": _promote, "rollback": _rollback,
-    "approve": _approve, "delete": _delete, "register": _register, "sync": _sync,
+    "list": _list,
+    "show": _show,
+    "compare": _compare,
+    "promote": _promote,
+    "rollback": _rollback,
+    "approve": _approve,
+    "delete": _delete,
+    "register": _register,
+    "sync": _sync,
 }
 
 
