@@ -158,7 +158,10 @@ def input_columns(manifest: Manifest, row_id: str | None, extra: Sequence[str] =
     return {"columns": columns, "string_columns": strings, "float_columns": floats}
 
 
-def load(version_dir: str | Path, intra_op_threads: int | None = None) -> OnnxScorer:
+def load(version_dir: str | Path, intra_op_threads: int | None = 1) -> OnnxScorer:
+    """One intra-op thread by default: ORT's tree ensembles then sum in the same order whatever
+    the batch size (with more threads a row's probability can move by one float32 ulp with the
+    batch it is in), and the reader thread has the other core."""
     try:
         return load_version(version_dir, intra_op_threads=intra_op_threads)
     except ModelLoadError as exc:
@@ -173,7 +176,7 @@ def batch_predict(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     row_id: str | None = None,
     progress: bool = True,
-    intra_op_threads: int | None = None,
+    intra_op_threads: int | None = 1,
 ) -> BatchSummary:
     """Score every row of ``source`` (CSV/Parquet/JSON path, datasource record or DataFrame)
     with the version in ``version_dir``; write ``out_path`` (.csv or .parquet)."""

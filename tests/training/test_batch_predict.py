@@ -1,0 +1,212 @@
+"""Batch prediction: streamed CSV/Parquet/datasource input scored through the served path; the
+scores equal OnnxScorer.score's and a running server's; the same on a local Dask cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+import tritonclient.grpc as triton
+from onyxserve.core.scorer import load_version
+from onyxserve.training.batch_predict import BatchError, batch_predict, batch_predict_dask
+from onyxserve.training.datasource import create_datasource
+from onyxserve.training.parity import row_block
+
+from onyxserve.cli import main
+from tests.model_factory import fraud_frame, iris_like, price_frame
+from tests.serving import triton_feature_inputs
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("batch")
+    X, _ = fraud_frame(3000, seed=5)
+    X.insert(0, "tx_id", [f"tx{i:05d}" for i in range(len(X))])
+    X.loc[7, "V5"] = np.nan  # the fraud pipeline has no imputer: must be refused with its row
+    X = X.drop(index=7).reset_index(drop=True)
+    X.to_csv(d / "fraud.csv", index=False)
+    X.to_parquet(d / "fraud.parquet", row_group_size=700)
+    P, _ = price_frame(1000, seed=9)
+    P.to_csv(d / "price.csv", index=False)
+    _, I = iris_like()
+    I.to_parquet(d / "iris.parquet")
+    return d, X, P, I
+
+
+def served(version_dir, frame):
+    # one intra-op thread, as batch prediction runs: with more, ORT's tree ensembles sum in an
+    # order that depends on the batch size (a probability may move by one float32 ulp)
+    scorer = load_version(version_dir, intra_op_threads=1)
+    return scorer.score([row_block(scorer.manifest, frame)])
+
+
+@pytest.mark.parametrize("source", ["fraud.csv", "fraud.parquet", "frame"])
+def test_binary_scores_equal_the_served_path(model_repo, files, tmp_path, source):
+    root, _ = model_repo
+    d, X, _, _ = files
+    src = X if source == "frame" else d / source
+    summary = batch_predict(
+        root / "fraud" / "1", src, tmp_path / "out.parquet", chunk_rows=512, row_id="tx_id", progress=False
+    )
+    out = pq.read_table(tmp_path / "out.parquet").to_pandas()
+    assert summary.rows == len(X) == len(out)
+    assert list(out.columns) == ["tx_id", "label", "probability_0", "probability_1"]
+    assert (out["tx_id"] == X["tx_id"]).all()
+    reference = pacsv.read_csv(d / "fraud.csv").to_pandas()  # the same float parsing as the stream
+    expected = served(root / "fraud" / "1", reference)
+    np.testing.assert_array_equal(
+        out[["probability_0", "probability_1"]].to_numpy(), expected["probabilities"]
+    )
+    np.testing.assert_array_equal(out["label"].to_numpy(), expected["label"])
+
+
+def test_categorical_regression_and_multiclass(model_repo, files, tmp_path):
+    root, _ = model_repo
+    d, _, P, I = files
+    batch_predict(
+        root / "price" / "1", d / "price.csv", tmp_path / "price.csv", chunk_rows=128, progress=False
+    )
+    out = pacsv.read_csv(tmp_path / "price.csv").to_pandas()
+    assert list(out.columns) == ["row", "value"] and (out["row"] == np.arange(len(P))).all()
+    expected = served(root / "price" / "1", pacsv.read_csv(d / "price.csv").to_pandas())["value"]
+    np.testing.assert_array_equal(out["value"].to_numpy(np.float32), expected)  # CSV keeps float32 exactly
+    batch_predict(
+        root / "iris" / "1", d / "iris.parquet", tmp_path / "iris.parquet", chunk_rows=50, progress=False
+    )
+    out = pq.read_table(tmp_path / "iris.parquet").to_pandas()
+    expected = served(root / "iris" / "1", I)
+    assert list(out.columns)[2:] == ["probability_setosa", "probability_versicolor", "probability_virginica"]
+    np.testing.assert_array_equal(out.iloc[:, 2:].to_numpy(), expected["probabilities"])
+    assert out["label"].tolist() == expected["label"].tolist()
+
+
+def test_datasource_input(model_repo, files, tmp_path):
+    root, _ = model_repo
+    d, X, _, _ = files
+    ds = create_datasource(str(d / "fraud.parquet"), chunk_rows=1000)
+    ds.save(tmp_path / "fraud.datasource.json")
+    batch_predict(
+        root / "fraud" / "1", tmp_path / "fraud.datasource.json", tmp_path / "o.parquet", progress=False
+    )
+    out = pq.read_table(tmp_path / "o.parquet").to_pandas()
+    np.testing.assert_array_equal(
+        out["probability_1"].to_numpy(), served(root / "fraud" / "1", X)["probabilities"][:, 1]
+    )
+
+
+def test_scores_equal_a_running_server(model_repo, server, files, tmp_path):
+    root, _ = model_repo
+    d, X, P, _ = files
+    client = triton.InferenceServerClient(server.grpc_target)
+    try:
+        rows = X.iloc[[0, 5, 11, 1500, 2998]]
+        batch_predict(root / "fraud" / "1", d / "fraud.parquet", tmp_path / "f.parquet", progress=False)
+        out = pq.read_table(tmp_path / "f.parquet").to_pandas().iloc[rows.index]
+        result = client.infer("fraud", triton_feature_inputs(rows.drop(columns=["tx_id"])))
+        np.testing.assert_array_equal(
+            out[["probability_0", "probability_1"]].to_numpy(), result.as_numpy("probabilities")
+        )
+        batch_predict(root / "price" / "1", P.iloc[:40], tmp_path / "p.parquet", progress=False)
+        value = pq.read_table(tmp_path / "p.parquet").column("value").to_numpy()
+        np.testing.assert_array_equal(
+            value, client.infer("price", triton_feature_inputs(P.iloc[:40])).as_numpy("value")
+        )
+    finally:
+        client.close()
+
+
+def test_bad_input_names_file_column_row(model_repo, files, tmp_path):
+    root, _ = model_repo
+    _, X, _, _ = files
+    vdir = root / "fraud" / "1"
+    with pytest.raises(BatchError, match=r"missing column\(s\) 'V3'"):
+        batch_predict(vdir, X.drop(columns=["V3"]), tmp_path / "o.parquet", progress=False)
+    bad = X.copy()
+    bad.loc[2100, "V5"] = np.nan
+    with pytest.raises(BatchError, match="row 2100: feature 'V5'"):
+        batch_predict(vdir, bad, tmp_path / "o.parquet", chunk_rows=1000, progress=False)
+    assert not list(tmp_path.glob("*o.parquet*"))  # no half-written output left behind
+    text = X.astype({"V9": object})
+    text.loc[1234, "V9"] = "oops"
+    text.to_csv(tmp_path / "text.csv", index=False)
+    with pytest.raises(BatchError, match=r"text.csv.*'V9'|'V9'.*text.csv|oops"):
+        batch_predict(vdir, tmp_path / "text.csv", tmp_path / "o.parquet", progress=False)
+    with pytest.raises(BatchError, match="must end in .csv or .parquet"):
+        batch_predict(vdir, X, tmp_path / "o.json", progress=False)
+
+
+def test_cli(model_repo, files, tmp_path, capsys):
+    root, _ = model_repo
+    d, X, _, _ = files
+    assert (
+        main(
+            [
+                "batch-predict",
+                str(root / "fraud" / "1"),
+                str(d / "fraud.csv"),
+                "--out",
+                str(tmp_path / "s.csv"),
+                "--row-id",
+                "tx_id",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert f"scored {len(X):,} rows" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "s.csv").shape == (len(X), 4)
+    assert (
+        main(
+            [
+                "batch-predict",
+                str(root / "nope" / "1"),
+                str(d / "fraud.csv"),
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 1
+    )
+
+
+def test_dask_local_cluster_equals_single_process(model_repo, files, tmp_path):
+    root, _ = model_repo
+    d, X, _, _ = files
+    vdir = root / "fraud" / "1"
+    batch_predict(vdir, d / "fraud.parquet", tmp_path / "single.parquet", row_id="tx_id", progress=False)
+    single = pq.read_table(tmp_path / "single.parquet").to_pandas()
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        for name in ("fraud.csv", "fraud.parquet"):
+            summary = batch_predict_dask(
+                vdir,
+                d / name,
+                tmp_path / "parts.parquet",
+                scheduler=client,
+                partition_bytes=60_000,
+                chunk_rows=300,
+                row_id="tx_id",
+                progress=False,
+            )
+            assert summary.parts > 2 and summary.rows == len(X) and summary.workers == 2
+            parts = sorted((tmp_path / "parts.parquet").glob("part-*.parquet"))
+            assert len(parts) == summary.parts
+            out = pd.concat([pq.read_table(p).to_pandas() for p in parts], ignore_index=True)
+            pd.testing.assert_frame_equal(out, single)
+        # without a row id the row numbers run across the parts
+        batch_predict_dask(
+            vdir,
+            d / "fraud.csv",
+            tmp_path / "rows.csv",
+            scheduler=client,
+            partition_bytes=60_000,
+            progress=False,
+        )
+        rows = pd.concat([pd.read_csv(p) for p in sorted((tmp_path / "rows.csv").glob("part-*.csv"))])
+        assert (rows["row"].to_numpy() == np.arange(len(X))).all()
