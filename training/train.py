@@ -188,8 +188,6 @@ def prepare(
     inside = select(split, len(frame), labels)
     known = labels.notna().to_numpy()
     train, held = inside & known, ~inside & known
-    if split.stratified:
-        held &= ~inside  # select() already excludes unlabeled rows from both sides
     if not train.any() or not held.any():
         raise TrainingError(
             f"the split leaves {int(train.sum())} training and {int(held.sum())} evaluation rows; both need rows",
@@ -309,11 +307,7 @@ def fit_estimator(
 
 def _fit_passes(est, X, y, w, passes, shuffle, seed, bar, on_stage) -> int:
     rng = np.random.default_rng(seed)
-    classes = (
-        np.unique(y)
-        if hasattr(est, "predict_proba") or hasattr(est, "classes_") or _is_classifier(est)
-        else None
-    )
+    classes = np.unique(y) if _is_classifier(est) else None
     bar.reset(total=passes)
     for i in range(passes):
         order = rng.permutation(len(y)) if shuffle else slice(None)
