@@ -40,18 +40,22 @@ CONFIGS = {
 
 
 def export_fraud(repository: Path) -> None:
+    from onyxserve.training.export import export_model
+    from onyxserve.training.synthetic import FEATURES, TARGET, fraud_transactions
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from onyxserve.training.export import export_model
-    from onyxserve.training.synthetic import FEATURES, TARGET, fraud_transactions
-
     frame = fraud_transactions(rows=50_000, seed=7, positive_rate=0.003)
     pipe = Pipeline([("scaler", StandardScaler()), ("clf", LogisticRegression(max_iter=1000))])
     pipe.fit(frame[FEATURES].to_numpy(), frame[TARGET].to_numpy())
-    export_model(pipe, name="fraud", repository=repository, sample=frame[FEATURES].iloc[:200].to_numpy(),
-                 feature_names=FEATURES)
+    export_model(
+        pipe,
+        name="fraud",
+        repository=repository,
+        sample=frame[FEATURES].iloc[:200].to_numpy(),
+        feature_names=FEATURES,
+    )
 
 
 def free_port() -> int:
@@ -81,7 +85,9 @@ def memory_kib(pid: int) -> dict[str, int]:
     total = {"rss_kib": 0, "pss_kib": 0, "processes": 0}
     for p in tree(pid):
         try:
-            fields = dict(line.split(":", 1) for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()[1:])
+            fields = dict(
+                line.split(":", 1) for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()[1:]
+            )
         except OSError:
             continue
         total["rss_kib"] += int(fields["Rss"].split()[0])
@@ -92,8 +98,11 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 def wait_serving(target: str, proc: subprocess.Popen, timeout_s: float) -> float:
     """Seconds until Health.Check("") says SERVING; short reconnect backoff so polling is fine-grained."""
-    options = [("grpc.initial_reconnect_backoff_ms", 20), ("grpc.min_reconnect_backoff_ms", 20),
-               ("grpc.max_reconnect_backoff_ms", 20)]
+    options = [
+        ("grpc.initial_reconnect_backoff_ms", 20),
+        ("grpc.min_reconnect_backoff_ms", 20),
+        ("grpc.max_reconnect_backoff_ms", 20),
+    ]
     deadline = time.monotonic() + timeout_s
     with grpc.insecure_channel(target, options=options) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -115,21 +124,20 @@ def one_run(repository: Path, flags: list[str], idle_s: float, workdir: Path) ->
     extra = [f.format(sock=sock, port=port, http=http) for f in flags]
     cmd = ["onyxserve", "serve", "--repository", str(repository), "--model-control", "none", *extra]
     target = f"unix://{sock}" if "--uds" in flags else f"127.0.0.1:{port}"
-    log = open(workdir / "server.log", "wb")
-    start = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        ready_s = wait_serving(target, proc, 120) - start
-        time.sleep(idle_s)
-        memory = memory_kib(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    with open(workdir / "server.log", "wb") as log:
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        log.close()
+            ready_s = wait_serving(target, proc, 120) - start
+            time.sleep(idle_s)
+            memory = memory_kib(proc.pid)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd} exited {proc.returncode}:\n{(workdir / 'server.log').read_text()}")
     return {"ready_s": ready_s, **memory}
@@ -137,18 +145,31 @@ def one_run(repository: Path, flags: list[str], idle_s: float, workdir: Path) ->
 
 def summarize(name: str, runs: list[dict]) -> dict:
     med = {k: statistics.median(r[k] for r in runs) for k in ("ready_s", "rss_kib", "pss_kib")}
-    return {"config": name, "runs": len(runs), "processes": runs[0]["processes"],
-            "ready_s_median": med["ready_s"], "ready_s_min": min(r["ready_s"] for r in runs),
-            "ready_s_max": max(r["ready_s"] for r in runs),
-            "rss_mib_median": med["rss_kib"] / 1024, "pss_mib_median": med["pss_kib"] / 1024, "raw": runs}
+    return {
+        "config": name,
+        "runs": len(runs),
+        "processes": runs[0]["processes"],
+        "ready_s_median": med["ready_s"],
+        "ready_s_min": min(r["ready_s"] for r in runs),
+        "ready_s_max": max(r["ready_s"] for r in runs),
+        "rss_mib_median": med["rss_kib"] / 1024,
+        "pss_mib_median": med["pss_kib"] / 1024,
+        "raw": runs,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repository", type=Path, help="an exported repository (default: export the fraud model)")
+    parser.add_argument(
+        "--repository", type=Path, help="an exported repository (default: export the fraud model)"
+    )
     parser.add_argument("--runs", type=int, default=5, help="starts per configuration (default 5)")
-    parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before reading memory (default 3)")
-    parser.add_argument("--config", action="append", choices=list(CONFIGS), help="configurations (default all)")
+    parser.add_argument(
+        "--idle", type=float, default=3.0, help="seconds idle before reading memory (default 3)"
+    )
+    parser.add_argument(
+        "--config", action="append", choices=list(CONFIGS), help="configurations (default all)"
+    )
     parser.add_argument("--json", type=Path, help="write the results here too")
     args = parser.parse_args(argv)
 
@@ -164,18 +185,24 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.config or list(CONFIGS):
             runs = [one_run(repository, CONFIGS[name], args.idle, workdir) for _ in range(args.runs)]
             results.append(summarize(name, runs))
-            print(f"{name}: ready {results[-1]['ready_s_median']:.3f}s, RSS {results[-1]['rss_mib_median']:.1f} MiB",
-                  file=sys.stderr)
+            print(
+                f"{name}: ready {results[-1]['ready_s_median']:.3f}s, RSS {results[-1]['rss_mib_median']:.1f} MiB",
+                file=sys.stderr,
+            )
 
-    print(f"models: {', '.join(models)}; {args.runs} starts each; memory after {args.idle:g}s idle; "
-          f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
-          f"1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after\n")
+    print(
+        f"models: {', '.join(models)}; {args.runs} starts each; memory after {args.idle:g}s idle; "
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"1-min load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after\n"
+    )
     print("| configuration | processes | ready, median (min-max) | RSS, median | PSS, median |")
     print("|---|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['config']} | {r['processes']} | {r['ready_s_median']:.2f} s "
-              f"({r['ready_s_min']:.2f}-{r['ready_s_max']:.2f}) | {r['rss_mib_median']:.0f} MiB "
-              f"| {r['pss_mib_median']:.0f} MiB |")
+        print(
+            f"| {r['config']} | {r['processes']} | {r['ready_s_median']:.2f} s "
+            f"({r['ready_s_min']:.2f}-{r['ready_s_max']:.2f}) | {r['rss_mib_median']:.0f} MiB "
+            f"| {r['pss_mib_median']:.0f} MiB |"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"models": models, "results": results}, indent=2))

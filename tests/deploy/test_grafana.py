@@ -10,8 +10,8 @@ import urllib.request
 import numpy as np
 import pytest
 import yaml
-
 from onyxserve.clients import InferenceClient
+
 from tests.deploy.manifests import DEPLOY, KUBERNETES
 
 DASHBOARD = json.loads((DEPLOY / "grafana" / "onyxserve-dashboard.json").read_text())
@@ -33,12 +33,16 @@ def exported(server) -> set[str]:
         client.predict("fraud", np.zeros((3, 30), dtype=np.float32))
     with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    return {
+        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")
+    }
 
 
 def test_datasource_is_a_variable():
     variables = {v["name"]: v for v in DASHBOARD["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert (
+        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    )
     for p in panels():
         assert p["datasource"]["uid"] == "${datasource}", p["title"]
         assert all(t["datasource"]["uid"] == "${datasource}" for t in p["targets"]), p["title"]
@@ -71,7 +75,9 @@ def test_queries_name_only_exported_series(exported):
 
 
 def test_every_metric_family_is_on_the_dashboard(exported):
-    families = {re.sub(r"_(bucket|sum|count|created|total)$", "", n) for n in exported if n.startswith("onyxserve_")}
+    families = {
+        re.sub(r"_(bucket|sum|count|created|total)$", "", n) for n in exported if n.startswith("onyxserve_")
+    }
     shown = {re.sub(r"_(bucket|sum|count|total)$", "", n) for q in queries() for n in METRIC.findall(q)}
     assert families <= shown, f"not on the dashboard: {families - shown}"
 

@@ -43,7 +43,13 @@ def validate(doc: dict, version: str) -> None:
 
 def test_the_manifests_are_there():
     kinds = {doc["kind"] for _, doc in all_documents()}
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "ServiceMonitor", "PodDisruptionBudget"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "ServiceMonitor",
+        "PodDisruptionBudget",
+    } <= kinds
     assert len(MANIFESTS) >= 5
 
 
@@ -54,11 +60,15 @@ def test_schema_valid(path, version):
         validate(doc, version)
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("name"),
-    lambda d: d["spec"]["template"]["spec"]["containers"][0].update(livenesProbe={}),
-    lambda d: d["spec"].update(replicas="two"),
-], ids=["missing-name", "typo-field", "bad-type"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].pop("name"),
+        lambda d: d["spec"]["template"]["spec"]["containers"][0].update(livenesProbe={}),
+        lambda d: d["spec"].update(replicas="two"),
+    ],
+    ids=["missing-name", "typo-field", "bad-type"],
+)
 def test_the_validation_is_real(mutate):
     """The same validator refuses a broken copy: the schemas are found and strict."""
     deployment = copy.deepcopy(find(documents(KUBERNETES / "standalone" / "deployment.yaml"), "Deployment"))
@@ -68,13 +78,16 @@ def test_the_validation_is_real(mutate):
 
 
 def test_the_crd_schema_is_real():
-    monitor = copy.deepcopy(find(documents(KUBERNETES / "standalone" / "servicemonitor.yaml"), "ServiceMonitor"))
+    monitor = copy.deepcopy(
+        find(documents(KUBERNETES / "standalone" / "servicemonitor.yaml"), "ServiceMonitor")
+    )
     monitor["spec"]["endpoints"][0]["intervall"] = "15s"
     with pytest.raises(jsonschema.ValidationError):
         validate(monitor, VERSIONS[0])
 
 
 # --- semantics shared by both deployments ---------------------------------------------------
+
 
 def pod_spec(path: Path, name: str) -> dict:
     return find(documents(path), "Deployment", name)["spec"]["template"]["spec"]
@@ -104,7 +117,10 @@ def test_liveness_does_not_cut_the_drain(spec):
     onyx = container(spec, "onyxserve")
     args = container_serve_args(onyx)
     live = onyx["livenessProbe"]
-    assert live["periodSeconds"] * live["failureThreshold"] > (args.shutdown_delay_s or 0) + args.shutdown_grace_s
+    assert (
+        live["periodSeconds"] * live["failureThreshold"]
+        > (args.shutdown_delay_s or 0) + args.shutdown_grace_s
+    )
 
 
 @BOTH
@@ -138,6 +154,7 @@ def test_repository_is_mounted_read_only(spec):
 
 # --- the sidecar ------------------------------------------------------------------------------
 
+
 def test_sidecar_is_a_native_sidecar():
     names = [c["name"] for c in SIDECAR["initContainers"]]
     assert "onyxserve" in names and "onyxserve" not in [c["name"] for c in SIDECAR["containers"]]
@@ -158,14 +175,18 @@ def test_sidecar_socket_is_shared_with_the_app():
     assert len(volume) == 1, "both containers mount the socket's folder from the same volume"
     assert "emptyDir" in next(v for v in SIDECAR["volumes"] if v["name"] in volume)
     ids = SIDECAR["securityContext"]
-    assert ids["runAsUser"] and ids["runAsGroup"], "one uid for both: connecting needs write access to the socket"
+    assert ids["runAsUser"] and ids["runAsGroup"], (
+        "one uid for both: connecting needs write access to the socket"
+    )
 
 
 def test_sidecar_shutdown_budget():
     """Sidecars stop after the app: app preStop + app drain + onyxserve delay + grace < grace period."""
     onyx, app = container(SIDECAR, "onyxserve"), container(SIDECAR, "app")
     args = container_serve_args(onyx)
-    app_budget = app["lifecycle"]["preStop"]["sleep"]["seconds"] + float(env_value(app, "APP_SHUTDOWN_GRACE_S")["value"])
+    app_budget = app["lifecycle"]["preStop"]["sleep"]["seconds"] + float(
+        env_value(app, "APP_SHUTDOWN_GRACE_S")["value"]
+    )
     onyx_budget = onyx.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
     onyx_budget += (args.shutdown_delay_s or 0) + args.shutdown_grace_s
     assert app_budget + onyx_budget < SIDECAR["terminationGracePeriodSeconds"]
@@ -186,7 +207,9 @@ def test_sidecar_network_policy_covers_the_pod():
 
 # --- standalone -------------------------------------------------------------------------------
 
-STANDALONE_DOCS = [doc for path in sorted((KUBERNETES / "standalone").glob("*.yaml")) for doc in documents(path)]
+STANDALONE_DOCS = [
+    doc for path in sorted((KUBERNETES / "standalone").glob("*.yaml")) for doc in documents(path)
+]
 
 
 def test_standalone_shutdown_budget():
@@ -194,7 +217,9 @@ def test_standalone_shutdown_budget():
     args = container_serve_args(onyx)
     pre_stop = onyx["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert args.shutdown_delay_s > 0 and pre_stop > 0
-    assert pre_stop + args.shutdown_delay_s + args.shutdown_grace_s < STANDALONE["terminationGracePeriodSeconds"]
+    assert (
+        pre_stop + args.shutdown_delay_s + args.shutdown_grace_s < STANDALONE["terminationGracePeriodSeconds"]
+    )
 
 
 def test_standalone_service_ports():
@@ -214,7 +239,11 @@ def test_standalone_service_ports():
 
 def test_hpa_targets_the_deployment_with_adapter_metrics():
     hpa = find(STANDALONE_DOCS, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "onyxserve"}
+    assert hpa["spec"]["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "onyxserve",
+    }
     names = {m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"}
     rules = yaml.safe_load((KUBERNETES / "prometheus-adapter" / "values.yaml").read_text())["rules"]["custom"]
     assert names and names <= {rule["name"]["as"] for rule in rules}, "every HPA metric has an adapter rule"
@@ -223,8 +252,12 @@ def test_hpa_targets_the_deployment_with_adapter_metrics():
 def test_service_monitor_scrapes_the_metrics_port_once():
     monitor = find(STANDALONE_DOCS, "ServiceMonitor")
     wanted = monitor["spec"]["selector"]["matchLabels"].items()
-    selected = [s for s in STANDALONE_DOCS if s["kind"] == "Service" and wanted <= s["metadata"]["labels"].items()]
-    assert [s["metadata"]["name"] for s in selected] == ["onyxserve"], "the headless Service would double the series"
+    selected = [
+        s for s in STANDALONE_DOCS if s["kind"] == "Service" and wanted <= s["metadata"]["labels"].items()
+    ]
+    assert [s["metadata"]["name"] for s in selected] == ["onyxserve"], (
+        "the headless Service would double the series"
+    )
     endpoint = monitor["spec"]["endpoints"][0]
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in selected[0]["spec"]["ports"]}
@@ -234,4 +267,6 @@ def test_pdb_selects_the_pods():
     pdb = find(STANDALONE_DOCS, "PodDisruptionBudget")
     pod_labels = find(STANDALONE_DOCS, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
-    assert pdb["spec"]["minAvailable"] < find(STANDALONE_DOCS, "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+    assert (
+        pdb["spec"]["minAvailable"] < find(STANDALONE_DOCS, "HorizontalPodAutoscaler")["spec"]["minReplicas"]
+    )

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from onyxserve.clients import InferenceClient
+
 from tests.model_factory import fraud_frame
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "node-client"
@@ -28,14 +28,20 @@ def node_example() -> Path:
     """`npm ci` exactly as a user would run it: from the lockfile, into the example's node_modules."""
     done = subprocess.run(
         ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=EXAMPLE, capture_output=True, text=True, timeout=NPM_TIMEOUT_S,
+        cwd=EXAMPLE,
+        capture_output=True,
+        text=True,
+        timeout=NPM_TIMEOUT_S,
+        check=False,
     )
     assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
     return EXAMPLE / "infer.js"
 
 
 def run_node(script: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["node", str(script), *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["node", str(script), *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_node_client_matches_python(node_example, server, tmp_path):
@@ -54,7 +60,9 @@ def test_node_client_matches_python(node_example, server, tmp_path):
         labels, probabilities = client.predict("fraud", rows)
     np.testing.assert_array_equal(answer["outputs"]["label"], labels)
     # both are the server's float32 values; JSON carries them exactly
-    np.testing.assert_array_equal(np.asarray(answer["outputs"]["probabilities"], dtype=np.float32), probabilities)
+    np.testing.assert_array_equal(
+        np.asarray(answer["outputs"]["probabilities"], dtype=np.float32), probabilities
+    )
     assert probabilities[:, 1].max() > 0.1, "the rows should include likely frauds"
 
 

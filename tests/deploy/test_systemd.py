@@ -9,8 +9,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from onyxserve.server.settings import load_settings
+
 from tests.deploy.manifests import DEPLOY, exec_argv, serve_args, unit_file, unit_value
 
 UNIT = DEPLOY / "systemd" / "onyxserve.service"
@@ -41,8 +41,14 @@ def test_stop_covers_the_drain():
 def test_restart_and_hardening():
     assert unit_value(SERVICE, "Type") == "simple"
     assert unit_value(SERVICE, "Restart") == "on-failure"
-    for key, value in {"DynamicUser": "yes", "ProtectSystem": "strict", "NoNewPrivileges": "yes",
-                       "PrivateTmp": "yes", "ProtectHome": "yes", "CapabilityBoundingSet": ""}.items():
+    for key, value in {
+        "DynamicUser": "yes",
+        "ProtectSystem": "strict",
+        "NoNewPrivileges": "yes",
+        "PrivateTmp": "yes",
+        "ProtectHome": "yes",
+        "CapabilityBoundingSet": "",
+    }.items():
         assert unit_value(SERVICE, key) == value, key
 
 
@@ -63,14 +69,22 @@ def test_env_file_names_real_settings(monkeypatch):
     assert set(names) <= {f"ONYXSERVE_{f.upper()}" for f in type(settings).model_fields}
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian: systemd)")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed (Debian: systemd)"
+)
 def test_systemd_analyze_verify(tmp_path):
     # verify wants ExecStart's binary to exist: point it at the onyxserve installed here
     onyxserve = shutil.which("onyxserve")
     assert onyxserve, "the onyxserve console script is not on PATH"
     unit = tmp_path / "onyxserve.service"
     unit.write_text(UNIT.read_text().replace("/opt/onyxserve/bin/onyxserve", onyxserve))
-    done = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "SYSTEMD_LOG_COLOR": "0"})
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "SYSTEMD_LOG_COLOR": "0"},
+    )
     ours = [line for line in (done.stdout + done.stderr).splitlines() if unit.name in line]
     assert done.returncode == 0 and not ours, done.stdout + done.stderr
