@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from onyxserve.core.manifest import Manifest
 from onyxserve.core.normalizer import RowBlock
 
+CSV_BLOCK_BYTES = 2 << 20
 Source = Any  # a path (CSV, Parquet, JSON), a datasource record path, a Datasource, a DataFrame
 
 
@@ -35,7 +36,7 @@ class SourceError(Exception):
 @dataclass
 class Chunk:
     start: int  # 0-based number of the chunk's first row in the input
-    batch: pa.RecordBatch | None = None
+    batch: pa.RecordBatch | pa.Table | None = None  # a Table when gathered from several blocks
     frame: pd.DataFrame | None = None
 
     @property
@@ -175,11 +176,14 @@ def _parquet_reader(path: Path, columns: list[str], chunk_rows: int) -> Reader:
     state = {"rows": 0}
 
     def gen() -> Iterator[Chunk]:
+        # one row group at a time: iterating the whole file lets pyarrow read ahead without
+        # bound (measured: memory grew with the file), this keeps it to one row group
         with pf:
-            for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
-                start = state["rows"]
-                state["rows"] += batch.num_rows
-                yield Chunk(start, batch=batch)
+            for group in range(pf.metadata.num_row_groups):
+                for batch in pf.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=columns):
+                    start = state["rows"]
+                    state["rows"] += batch.num_rows
+                    yield Chunk(start, batch=batch)
 
     return Reader(gen(), pf.metadata.num_rows, "rows", lambda: state["rows"])
 
@@ -207,7 +211,9 @@ def _csv_reader(
     _missing(names, columns, str(path))
     types = {c: pa.string() for c in string_columns if c in columns}
     types.update({c: pa.float64() for c in float_columns if c in columns})
-    block = int(min(max(per_row * chunk_rows, 1 << 16), 1 << 30))
+    # small parse blocks, gathered into chunks of ``chunk_rows``: the streaming reader reads
+    # ahead several blocks, and with large blocks its peak memory grew with the file
+    block = int(min(max(per_row * chunk_rows, 1 << 16), CSV_BLOCK_BYTES))
     handle = pa.OSFile(str(path), "r")
     try:
         reader = pacsv.open_csv(
@@ -224,21 +230,35 @@ def _csv_reader(
     state = {"rows": 0}
 
     def gen() -> Iterator[Chunk]:
+        pending: list[pa.RecordBatch] = []
+        rows = 0
         try:
             while True:
                 try:
                     batch = reader.read_next_batch()
                 except StopIteration:
-                    return
+                    break
                 except pa.ArrowInvalid as exc:
-                    raise SourceError(f"{path}: after row {state['rows']}: {_arrow_message(exc)}") from None
-                start = state["rows"]
-                state["rows"] += batch.num_rows
-                yield Chunk(start, batch=batch)
+                    raise SourceError(
+                        f"{path}: after row {state['rows'] + rows}: {_arrow_message(exc)}"
+                    ) from None
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= chunk_rows:
+                    yield _gathered(pending, state, rows)
+                    pending, rows = [], 0
+            if pending:
+                yield _gathered(pending, state, rows)
         finally:
             handle.close()
 
     return Reader(gen(), path.stat().st_size, "B", lambda: handle.tell() if not handle.closed else 0)
+
+
+def _gathered(batches: list[pa.RecordBatch], state: dict[str, int], rows: int) -> Chunk:
+    start = state["rows"]
+    state["rows"] += rows
+    return Chunk(start, batch=batches[0] if len(batches) == 1 else pa.Table.from_batches(batches))
 
 
 def _arrow_message(exc: Exception) -> str:
