@@ -74,8 +74,8 @@ def test_optuna_prunes_poor_trials(fraud_ds, prepared):
 
 def test_time_budget_stops_first(tmp_path, fraud_ds, prepared):
     space = {
-        "n_estimators": {"type": "int", "low": 150, "high": 300},
-        "max_depth": {"type": "int", "low": 3, "high": 12},
+        "n_estimators": {"type": "int", "low": 10, "high": 40},
+        "max_depth": {"type": "int", "low": 3, "high": 8},
     }
     started = time.monotonic()
     result = tune_model(
@@ -164,3 +164,14 @@ def test_cli_tune(tmp_path, fraud_ds, capsys):
     bad = ["tune", str(ds_path), "--algorithm", "linear", "--space", '{"alpha": {"type": "float"}}']
     assert main(bad) == 2
     assert "space.alpha.low" in capsys.readouterr().err
+
+
+def test_a_fit_longer_than_the_budget_is_stopped_inside(fraud_ds, prepared):
+    space = {"n_estimators": {"type": "int", "low": 3000, "high": 5000}}
+    started = time.monotonic()
+    with pytest.raises(TrainingError) as info:
+        tune_model(
+            fraud_ds, "random_forest", space, strategy="random", trials=3, timeout_s=0.3, prepared=prepared
+        )
+    assert info.value.key == "timeout" and "no trial completed" in str(info.value)
+    assert time.monotonic() - started < 0.3 + 5.0  # one growth step (a tenth of the forest) at most
