@@ -8,7 +8,6 @@ import copy
 import json
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from tests.deploy.manifests import KUBERNETES, MANIFESTS, all_documents, documents, find
@@ -16,6 +15,7 @@ from tests.deploy.manifests import KUBERNETES, MANIFESTS, all_documents, documen
 kv = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate is not installed (pip install kubernetes-validate)"
 )
+jsonschema = pytest.importorskip("jsonschema")  # a dependency of kubernetes-validate
 
 # 1.30: the oldest release with native sidecars and the preStop sleep action on by default
 VERSIONS = ("1.30", kv.utils.latest_version())
