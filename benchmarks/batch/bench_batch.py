@@ -1,0 +1,174 @@
+"""Batch prediction against pyarrow alone reading the same file; peak memory per run.
+
+    python benchmarks/batch/bench_batch.py generate --rows 1000000 --dir /tmp/onyx-batch
+    python benchmarks/batch/bench_batch.py generate --rows 250000 --dir /tmp/onyx-batch
+    python benchmarks/batch/bench_batch.py run --dir /tmp/onyx-batch --repeat 3 --json out.json
+
+``generate`` writes ``fraud-<rows>.csv`` and ``.parquet`` (training/synthetic.fraud_transactions:
+Time, V1..V28, Amount, Class; Parquet row groups of 65,536 rows) and, once, exports a
+StandardScaler + LogisticRegression fraud model to ``<dir>/models/fraud/1``. ``run`` starts one
+subprocess per measurement (so each peak RSS is its own: ``ru_maxrss`` of the process, and of
+its reaped descendants for Dask's workers) and prints a table of medians.
+
+Modes: ``read_all`` = pyarrow reads the whole file (``csv.read_csv`` / ``parquet.read_table``,
+multithreaded); ``read_stream`` = pyarrow streams it as batch_predict does (``csv.open_csv`` in
+2 MiB blocks / ``iter_batches`` one row group at a time); ``batch`` = ``batch_predict`` to Parquet; ``dask`` = ``batch_predict_dask`` on a
+LocalCluster of 2 workers (cluster start-up included; ``dask_warm`` excludes it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FEATURES = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]
+
+
+def generate(rows: int, out_dir: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from onyxserve.training.synthetic import fraud_transactions
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = fraud_transactions(rows, seed=11)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pacsv.write_csv(table, out_dir / f"fraud-{rows}.csv")
+    pq.write_table(table, out_dir / f"fraud-{rows}.parquet", row_group_size=65_536)
+    if not (out_dir / "models" / "fraud" / "1").exists():
+        from onyxserve.training.export import export_model
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        train = fraud_transactions(100_000, seed=1)
+        pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+            train[FEATURES], train["Class"]
+        )
+        export_model(pipe, name="fraud", repository=out_dir / "models", sample=train[FEATURES].iloc[:1000])
+    for p in sorted(out_dir.glob(f"fraud-{rows}.*")):
+        print(f"{p}: {p.stat().st_size / 1e6:,.0f} MB")
+
+
+def one(mode: str, path: Path, model: Path, out: Path) -> dict:
+    """One measurement, in this (fresh) process."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+    from onyxserve.training.batch_predict import batch_predict, batch_predict_dask
+
+    csv = path.suffix == ".csv"
+    started = time.perf_counter()  # imports done: the rate is the work's, model loading included
+    extra = {}
+    if mode == "read_all":
+        rows = (pacsv.read_csv(path) if csv else pq.read_table(path)).num_rows
+    elif mode == "read_stream":
+        rows = 0
+        if csv:
+            # the same reading as batch_predict's: 2 MiB parse blocks, one row group at a time
+            reader = pacsv.open_csv(path, read_options=pacsv.ReadOptions(block_size=2 << 20))
+            for batch in reader:
+                rows += batch.num_rows
+        else:
+            pf = pq.ParquetFile(path)
+            for group in range(pf.metadata.num_row_groups):
+                for batch in pf.iter_batches(batch_size=65_536, row_groups=[group]):
+                    rows += batch.num_rows
+    elif mode == "batch":
+        rows = batch_predict(model, path, out, progress=False).rows
+    elif mode in ("dask", "dask_warm"):
+        from distributed import Client, LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0")
+        client = Client(cluster)
+        if mode == "dask_warm":
+            started = time.perf_counter()
+        rows = batch_predict_dask(model, path, out, scheduler=client, progress=False).rows
+        seconds = time.perf_counter() - started
+        worker_rss = client.run(lambda: __import__("resource").getrusage(0).ru_maxrss)
+        extra["worker_peak_mb"] = max(worker_rss.values()) / 1024
+        client.close()
+        cluster.close()
+        return {"mode": mode, "rows": rows, "seconds": seconds, "self_peak_mb": _rss(), **extra}
+    else:
+        raise SystemExit(f"unknown mode {mode}")
+    seconds = time.perf_counter() - started
+    return {"mode": mode, "rows": rows, "seconds": seconds, "self_peak_mb": _rss(), **extra}
+
+
+def _rss() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run(out_dir: Path, repeat: int, modes: list[str], json_path: Path | None) -> None:
+    model = out_dir / "models" / "fraud" / "1"
+    files = sorted(p for p in out_dir.glob("fraud-*.*") if p.suffix in (".csv", ".parquet"))
+    results = []
+    for path in files:
+        for mode in modes:
+            for i in range(repeat):
+                out = out_dir / f"scores-{mode}.parquet"
+                cmd = [sys.executable, __file__, "one", mode, str(path), str(model), str(out)]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                r["file"] = path.name
+                results.append(r)
+                print(
+                    f"{path.name:22} {mode:12} run {i + 1}: {r['rows'] / r['seconds']:>12,.0f} rows/s"
+                    f"  {r['seconds']:6.2f} s  peak {r['self_peak_mb']:6.0f} MB"
+                    + (f" (workers {r['worker_peak_mb']:.0f} MB)" if "worker_peak_mb" in r else ""),
+                    flush=True,
+                )
+    if json_path:
+        json_path.write_text(json.dumps(results, indent=2))
+    print("\n| file | mode | rows/s (median) | seconds | peak RSS MB (process) | peak RSS MB (worker) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for path in files:
+        for mode in modes:
+            rs = [r for r in results if r["file"] == path.name and r["mode"] == mode]
+            secs = statistics.median(r["seconds"] for r in rs)
+            rate = statistics.median(r["rows"] / r["seconds"] for r in rs)
+            peak = statistics.median(r["self_peak_mb"] for r in rs)
+            wpeak = statistics.median(r["worker_peak_mb"] for r in rs) if "worker_peak_mb" in rs[0] else None
+            print(
+                f"| {path.name} | {mode} | {rate:,.0f} | {secs:.2f} | {peak:,.0f} | "
+                + (f"{wpeak:,.0f} |" if wpeak is not None else "- |")
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("generate")
+    g.add_argument("--rows", type=int, default=1_000_000)
+    g.add_argument("--dir", type=Path, default=Path("/tmp/onyx-batch"))
+    r = sub.add_parser("run")
+    r.add_argument("--dir", type=Path, default=Path("/tmp/onyx-batch"))
+    r.add_argument("--repeat", type=int, default=3)
+    r.add_argument("--modes", default="read_all,read_stream,batch,dask,dask_warm")
+    r.add_argument("--json", type=Path)
+    o = sub.add_parser("one")
+    o.add_argument("mode")
+    o.add_argument("path", type=Path)
+    o.add_argument("model", type=Path)
+    o.add_argument("out", type=Path)
+    args = parser.parse_args()
+    if args.cmd == "generate":
+        generate(args.rows, args.dir)
+    elif args.cmd == "run":
+        run(args.dir, args.repeat, args.modes.split(","), args.json)
+    else:
+        print(json.dumps(one(args.mode, args.path, args.model, args.out)))
+
+
+if __name__ == "__main__":
+    main()
