@@ -182,6 +182,8 @@ def test_sigterm_drains_in_flight_requests_and_exits_zero(repo_copy):
 
 def test_workers_share_the_port_and_metrics_add_up(repo_copy):
     with ServerProcess(repo_copy, args=["--workers", "2", "--model-control", "none"]) as server:
+        # the port answers as soon as one worker is up; wait for both
+        assert wait_until(lambda: server.log().count("onyxserve ready") == 2, timeout_s=60), server.log()
         with grpc.insecure_channel(server.grpc_target) as ch:
             stub = pb_grpc.GRPCInferenceServiceStub(ch)
             for _ in range(50):
@@ -196,5 +198,3 @@ def test_workers_share_the_port_and_metrics_add_up(repo_copy):
             if line.startswith("onyxserve_requests_total{") and 'model="fraud"' in line and 'outcome="OK"' in line
         )
         assert total == 70
-        pids = {line for line in server.log().splitlines() if "onyxserve ready" in line}
-        assert len(pids) == 2
