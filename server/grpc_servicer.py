@@ -128,11 +128,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 log.exception("stream request failed")
                 return pb.ModelStreamInferResponse(error_message=f"INTERNAL: {_INTERNAL}")
 
+        def finished(task: asyncio.Task) -> None:
+            pending.discard(task)
+            if not task.cancelled():  # cancelled only when the stream itself is going away
+                done.put_nowait(task.result())
+
         async def read() -> None:
             async for request in request_iterator:
                 task = asyncio.create_task(one(request))
                 pending.add(task)
-                task.add_done_callback(lambda t: (pending.discard(t), done.put_nowait(t.result())))
+                task.add_done_callback(finished)
             await done.put(None)
 
         reader = asyncio.create_task(read())
@@ -142,7 +147,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 item = await done.get()
                 if item is None:
                     finished_reading = True
-                elif item is not None:
+                else:
                     yield item
                 if finished_reading and not pending and done.empty():
                     break
