@@ -69,6 +69,7 @@ def export_model(
     metrics: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
     version: str | None = None,
+    register: bool = True,
 ) -> ExportResult:
     """Export ``estimator`` (fitted) as the next version of model ``name`` in ``repository``.
 
@@ -76,6 +77,7 @@ def export_model(
     feature order); scored both ways by the parity gate and summarized as the drift baseline.
     ``lineage``/``metrics``/``baseline`` are merged into the manifest (given keys win).
     ``version``: a whole number to write exactly (refused if it exists); default: the next one.
+    ``register``: also index the version in the repository's registry (``registry.db``).
     Raises ExportError, naming the step, feature or row, if the model cannot be served exactly.
     """
     if not _NAME.match(name):
@@ -129,6 +131,10 @@ def export_model(
     )
     version, manifest = _write(repository, name, manifest, converted.onnx_bytes, fixed=version is not None)
     ensure_config(repository, name)
+    if register:  # every exported version is indexed (stages, approval, history) right away
+        from onyxserve.training.registry import register_version
+
+        register_version(repository, name, version)
     return ExportResult(version, Path(repository) / name / version, manifest, report, warnings)
 
 

@@ -28,7 +28,8 @@ def _export(repo, n: int) -> None:
     y = (X["a"] + rng.normal(scale=0.5, size=200) > 0).astype(int)
     for i in range(n):
         est = LogisticRegression(C=0.1 * (i + 1)).fit(X, y)
-        export_model(est, name="churn", repository=repo, sample=X.iloc[:50], metrics={"auc": 0.8 + i / 100})
+        export_model(est, name="churn", repository=repo, sample=X.iloc[:50], metrics={"auc": 0.8 + i / 100},
+                     register=False)  # the tests below index them explicitly
 
 
 @pytest.fixture
@@ -216,3 +217,17 @@ def test_writer_killed_mid_transaction_leaves_previous_state(repo):
     started = time.monotonic()
     after.promote("churn", 3, "staging")  # the dead writer's lock is gone
     assert time.monotonic() - started < 5
+
+
+def test_export_registers_the_version(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from onyxserve.training.export import export_model
+    from onyxserve.training.registry import Registry
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    result = export_model(model, name="auto", repository=tmp_path, sample=X[:50])
+    record = Registry(tmp_path).get_version("auto", result.version)
+    assert str(record.version) == result.version and record.task == "binary"
