@@ -306,10 +306,9 @@ def to_block(manifest: Manifest, chunk: Chunk) -> RowBlock:
     """The chunk's rows as a client would send them (form A if all numeric, else form B)."""
     names = list(manifest.feature_names)
     if manifest.all_numeric and chunk.batch is not None:
-        matrix = np.empty((chunk.n_rows, len(names)), dtype=np.float64)
-        for i, name in enumerate(names):
-            matrix[:, i] = _float_column(chunk.batch.column(name), name, chunk.start)
-        return RowBlock(n_rows=chunk.n_rows, matrix=matrix)
+        # one array per feature (form B), straight from Arrow's columns: no row-major copy first
+        columns = [_float_column(chunk.batch.column(name), name, chunk.start) for name in names]
+        return RowBlock(n_rows=chunk.n_rows, columns=columns)
     from onyxserve.training.parity import row_block
 
     frame = chunk.to_frame()
