@@ -79,10 +79,9 @@ class DataPlane:
         metrics, stats = model.metrics, model.batcher.stats
         try:
             if requested:
-                known = {o.name for o in model.outputs}
-                unknown = [r for r in requested if r not in known]
+                unknown = [r for r in requested if r not in model.output_types]
                 if unknown:
-                    raise InvalidInput(f"unknown output {unknown}; model '{name}' has {sorted(known)}")
+                    raise InvalidInput(f"unknown output {unknown}; model '{name}' has {sorted(model.output_types)}")
             outputs = await model.infer(tensors, timeout_s)
         except Exception as exc:
             stats.fail_count += 1

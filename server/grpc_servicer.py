@@ -48,7 +48,7 @@ def _map_errors(method: Callable) -> Callable:
 
 def encode_outputs(result: InferResult, response: pb.ModelInferResponse) -> None:
     """Append each output as tensor metadata + raw_output_contents."""
-    info = {o.name: o.datatype for o in result.model.outputs}
+    info = result.model.output_types
     for name, array in result.outputs.items():
         datatype = info[name]
         if datatype == "BYTES":

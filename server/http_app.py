@@ -93,7 +93,7 @@ async def infer(request: web.Request) -> web.Response:
     tensors = [tensor_from_json(entry) for entry in body["inputs"]]
     requested = [o.get("name", "") for o in body.get("outputs", []) if isinstance(o, dict)]
     result = await _dp(request).infer(request.match_info["name"], _version(request), tensors, requested)
-    types = {o.name: o.datatype for o in result.model.outputs}
+    types = result.model.output_types
     outputs = [
         {"name": name, "datatype": types[name], "shape": list(array.shape), "data": _json_value(array, types[name])}
         for name, array in result.outputs.items()

@@ -39,6 +39,7 @@ class ServedModel:
         self.batcher = DynamicBatcher(f"{self.name}/{self.version}", self.run_batch, config, self.metrics)
         self.inputs = self._describe_inputs()
         self.outputs = self._describe_outputs()
+        self.output_types = {o.name: o.datatype for o in self.outputs}  # looked up per request
 
     @classmethod
     def load(cls, version_dir: Path, config: ModelConfig, intra_op_threads: int) -> ServedModel:
