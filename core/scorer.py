@@ -80,9 +80,11 @@ class OnnxScorer:
             out["label"] = np.asarray(out["label"]).reshape(-1)
         return out
 
-    def score(self, blocks: Sequence[RowBlock]) -> dict[str, np.ndarray]:
-        """Normalize and run: the whole offline path in one call."""
-        return self.run(self.normalizer.gather(blocks))
+    def score(self, blocks: Sequence[RowBlock], out: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Normalize and run: the whole offline path in one call. ``out``: a float32
+        ``[rows, input_width]`` batch matrix to normalize into (reused by batch prediction);
+        ORT copies its outputs, so ``out`` is free again when this returns."""
+        return self.run(self.normalizer.gather(blocks, out))
 
 
 def load_version(version_dir: str | Path, *, intra_op_threads: int | None = None, sketch_edges=None) -> OnnxScorer:

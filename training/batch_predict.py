@@ -71,11 +71,30 @@ def output_names(manifest: Manifest, row_id: str | None) -> list[str]:
     return [row_id or "row", "label", *(f"probability_{label}" for label in manifest.labels)]
 
 
-def score_chunk(scorer: OnnxScorer, chunk: Chunk, row_id: str | None) -> pa.Table:
-    """Score one chunk through the served path; the output table (row id first)."""
+class Scratch:
+    """The float32 batch matrix, allocated once and reused chunk after chunk instead of 8 MB
+    per 65,536-row chunk (30 features). A small saving (~3% of the normalize step, measured);
+    ORT copies its outputs, so the matrix is free again once ``score`` returns."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self._buf = np.empty((0, width), dtype=np.float32)
+
+    def rows(self, n: int) -> np.ndarray:
+        if n > len(self._buf):  # chunks are at most chunk_rows (CSV: a block more), so rarely
+            self._buf = np.empty((n, self.width), dtype=np.float32)
+        return self._buf[:n]  # the first n rows of a C-contiguous matrix: C-contiguous
+
+
+def score_chunk(
+    scorer: OnnxScorer, chunk: Chunk, row_id: str | None, scratch: Scratch | None = None
+) -> pa.Table:
+    """Score one chunk through the served path; the output table (row id first). ``scratch``:
+    reuse its batch matrix instead of allocating one."""
     manifest = scorer.manifest
+    out = scratch.rows(chunk.n_rows) if scratch is not None else None
     try:
-        scores = scorer.score([to_block(manifest, chunk)])
+        scores = scorer.score([to_block(manifest, chunk)], out)
     except FeatureValueError as exc:
         raise BatchError(f"row {chunk.start + exc.row}: feature '{exc.feature}' {exc.reason}") from None
     except SourceError as exc:
@@ -97,6 +116,20 @@ def score_chunk(scorer: OnnxScorer, chunk: Chunk, row_id: str | None) -> pa.Tabl
     return pa.Table.from_arrays(arrays, names=names)
 
 
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """Snappy (pyarrow's default, what readers expect). Dictionary encoding for the label only:
+    on row ids and probabilities it cost 5x the whole write (measured) and made the file larger.
+    Row numbers (int64, +1 each row) are delta-encoded: a third smaller file, slightly faster
+    to write; every Parquet reader of the last years reads DELTA_BINARY_PACKED."""
+    options: dict[str, Any] = {
+        "compression": "snappy",
+        "use_dictionary": ["label"] if "label" in schema.names else False,
+    }
+    if "row" in schema.names and pa.types.is_integer(schema.field("row").type):
+        options["column_encoding"] = {"row": "DELTA_BINARY_PACKED"}
+    return options
+
+
 class OutputWriter:
     """Incremental Parquet/CSV writer into a hidden temporary file; ``commit`` renames it into place."""
 
@@ -110,12 +143,7 @@ class OutputWriter:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             if self.format == "parquet":
-                # dictionary-encode the label only: trying it on row ids and probabilities
-                # cost 5x the whole write (measured) and made the file larger
-                dictionary = ["label"] if "label" in table.schema.names else False
-                self._writer = pq.ParquetWriter(
-                    self.tmp, table.schema, compression="snappy", use_dictionary=dictionary
-                )
+                self._writer = pq.ParquetWriter(self.tmp, table.schema, **parquet_options(table.schema))
             else:
                 self._writer = pacsv.CSVWriter(self.tmp, table.schema)
         elif table.schema != self._writer.schema:
@@ -196,10 +224,11 @@ def batch_predict(
     except SourceError as exc:
         raise BatchError(str(exc)) from None
     rows = 0
+    scratch = Scratch(scorer.manifest.model.input_width)
     bar = _progress_bar(reader, progress, f"scoring {Path(version_dir).parent.name}/{Path(version_dir).name}")
     try:
         for chunk in prefetch(reader.chunks()):
-            writer.write(score_chunk(scorer, chunk, row_id))
+            writer.write(score_chunk(scorer, chunk, row_id, scratch))
             rows += chunk.n_rows
             bar.update(reader.position() - bar.n)
             bar.set_postfix_str(f"{rows:,} rows", refresh=False)
@@ -215,7 +244,25 @@ def batch_predict(
     return BatchSummary(rows=rows, seconds=time.perf_counter() - started, out=out)
 
 
+class _NoBar:
+    """progress=False: no tqdm at all (importing tqdm.auto costs ~50 ms, and even a disabled
+    bar starts tqdm's monitor thread)."""
+
+    n = 0
+
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _progress_bar(reader: Any, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return _NoBar()
     from tqdm.auto import tqdm
 
     scale = reader.unit == "B"
@@ -225,7 +272,6 @@ def _progress_bar(reader: Any, enabled: bool, desc: str) -> Any:
         unit_scale=scale,
         unit_divisor=1024 if scale else 1000,
         desc=desc,
-        disable=not enabled,
         leave=False,
     )
 
