@@ -28,6 +28,7 @@ from onyxserve.training.batch_predict import (
     BatchError,
     BatchSummary,
     OutputWriter,
+    Scratch,
     _empty_schema,
     input_columns,
     load,
@@ -111,11 +112,15 @@ def _chunks(part: Part, columns: dict[str, Any], chunk_rows: int):
     if part.kind == "parquet":
         pf = pq.ParquetFile(part.path)
         start = part.first_row
-        for batch in pf.iter_batches(
-            batch_size=chunk_rows, row_groups=list(part.row_groups), columns=columns["columns"]
-        ):
-            yield Chunk(start, batch=batch)
-            start += batch.num_rows
+        # one row group at a time (iterating several lets pyarrow read ahead without bound),
+        # without pyarrow's decoding threads: the workers are single-threaded processes, one
+        # per core, and those threads would only compete with the other workers
+        for group in part.row_groups:
+            for batch in pf.iter_batches(
+                batch_size=chunk_rows, row_groups=[group], columns=columns["columns"], use_threads=False
+            ):
+                yield Chunk(start, batch=batch)
+                start += batch.num_rows
         return
     _, per_row = csv_header(Path(part.path), ",")
     with open(part.path, "rb") as f:
@@ -142,10 +147,11 @@ def score_part(
     scorer = _scorer(version_dir)
     columns = input_columns(scorer.manifest, row_id)
     writer = OutputWriter(Path(out_dir) / f"part-{part.index:05d}.{ext}")
+    scratch = Scratch(scorer.manifest.model.input_width)
     rows = 0
     try:
         for chunk in _chunks(part, columns, chunk_rows):
-            writer.write(score_chunk(scorer, chunk, row_id))
+            writer.write(score_chunk(scorer, chunk, row_id, scratch))
             rows += chunk.n_rows
         writer.commit(_empty_schema(scorer.manifest, row_id))
     except BaseException:

@@ -3,12 +3,15 @@
     python benchmarks/batch/bench_batch.py generate --rows 1000000 --dir /tmp/onyx-batch
     python benchmarks/batch/bench_batch.py generate --rows 250000 --dir /tmp/onyx-batch
     python benchmarks/batch/bench_batch.py run --dir /tmp/onyx-batch --repeat 3 --json out.json
+    python benchmarks/batch/bench_batch.py run --dir /tmp/onyx-batch --files 'fraud-*.parquet' \
+        --modes read_all,batch --python /tmp/venv-branch/bin/python --python python  # two installs
 
 ``generate`` writes ``fraud-<rows>.csv`` and ``.parquet`` (training/synthetic.fraud_transactions:
 Time, V1..V28, Amount, Class; Parquet row groups of 65,536 rows) and, once, exports a
 StandardScaler + LogisticRegression fraud model to ``<dir>/models/fraud/1``. ``run`` starts one
 subprocess per measurement (so each peak RSS is its own: ``ru_maxrss`` of the process, and of
-its reaped descendants for Dask's workers) and prints a table of medians.
+its reaped descendants for Dask's workers) and prints a table of medians. Repeats run in rounds
+(every mode, then the next round), each run noting the 1-minute load average.
 
 Modes: ``read_all`` = pyarrow reads the whole file (``csv.read_csv`` / ``parquet.read_table``,
 multithreaded); ``read_stream`` = pyarrow streams it as batch_predict does (``csv.open_csv`` in
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -105,42 +109,53 @@ def _rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run(out_dir: Path, repeat: int, modes: list[str], json_path: Path | None) -> None:
+def run(
+    out_dir: Path, repeat: int, modes: list[str], json_path: Path | None, pythons: list[str], files_glob: str
+) -> None:
+    """Rounds of every mode (and interpreter) in turn, so drifting machine load hits them alike."""
     model = out_dir / "models" / "fraud" / "1"
-    files = sorted(p for p in out_dir.glob("fraud-*.*") if p.suffix in (".csv", ".parquet"))
+    files = sorted(p for p in out_dir.glob(files_glob) if p.suffix in (".csv", ".parquet"))
     results = []
     for path in files:
-        for mode in modes:
-            for i in range(repeat):
-                out = out_dir / f"scores-{mode}.parquet"
-                cmd = [sys.executable, __file__, "one", mode, str(path), str(model), str(out)]
-                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                if done.returncode != 0:
-                    raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-                r = json.loads(done.stdout.strip().splitlines()[-1])
-                r["file"] = path.name
-                results.append(r)
-                print(
-                    f"{path.name:22} {mode:12} run {i + 1}: {r['rows'] / r['seconds']:>12,.0f} rows/s"
-                    f"  {r['seconds']:6.2f} s  peak {r['self_peak_mb']:6.0f} MB"
-                    + (f" (workers {r['worker_peak_mb']:.0f} MB)" if "worker_peak_mb" in r else ""),
-                    flush=True,
-                )
+        for i in range(repeat):
+            for mode in modes:
+                for python in pythons:
+                    out = out_dir / f"scores-{mode}.parquet"
+                    cmd = [python, __file__, "one", mode, str(path), str(model), str(out)]
+                    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                    if done.returncode != 0:
+                        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+                    r = json.loads(done.stdout.strip().splitlines()[-1])
+                    r["file"], r["python"], r["load1"] = path.name, python, os.getloadavg()[0]
+                    results.append(r)
+                    print(
+                        f"{path.name:22} {mode:12} {_label(python, pythons):>8} run {i + 1}:"
+                        f" {r['rows'] / r['seconds']:>12,.0f} rows/s  {r['seconds']:6.2f} s"
+                        f"  peak {r['self_peak_mb']:6.0f} MB  load {r['load1']:.2f}"
+                        + (f" (workers {r['worker_peak_mb']:.0f} MB)" if "worker_peak_mb" in r else ""),
+                        flush=True,
+                    )
     if json_path:
         json_path.write_text(json.dumps(results, indent=2))
-    print("\n| file | mode | rows/s (median) | seconds | peak RSS MB (process) | peak RSS MB (worker) |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("\n| file | mode | code | rows/s (median) | seconds | peak RSS MB (process) | peak RSS MB (worker) |")
+    print("|---|---|---|---:|---:|---:|---:|")
     for path in files:
         for mode in modes:
-            rs = [r for r in results if r["file"] == path.name and r["mode"] == mode]
-            secs = statistics.median(r["seconds"] for r in rs)
-            rate = statistics.median(r["rows"] / r["seconds"] for r in rs)
-            peak = statistics.median(r["self_peak_mb"] for r in rs)
-            wpeak = statistics.median(r["worker_peak_mb"] for r in rs) if "worker_peak_mb" in rs[0] else None
-            print(
-                f"| {path.name} | {mode} | {rate:,.0f} | {secs:.2f} | {peak:,.0f} | "
-                + (f"{wpeak:,.0f} |" if wpeak is not None else "- |")
-            )
+            for python in pythons:
+                rs = [r for r in results if r["file"] == path.name and r["mode"] == mode and r["python"] == python]
+                secs = statistics.median(r["seconds"] for r in rs)
+                rate = statistics.median(r["rows"] / r["seconds"] for r in rs)
+                peak = statistics.median(r["self_peak_mb"] for r in rs)
+                wpeak = statistics.median(r["worker_peak_mb"] for r in rs) if "worker_peak_mb" in rs[0] else None
+                print(
+                    f"| {path.name} | {mode} | {_label(python, pythons)} | {rate:,.0f} | {secs:.2f} | {peak:,.0f} | "
+                    + (f"{wpeak:,.0f} |" if wpeak is not None else "- |")
+                )
+
+
+def _label(python: str, pythons: list[str]) -> str:
+    # which installed onyxserve ran: the interpreter's position in --python (one: "-")
+    return "-" if len(pythons) == 1 else f"py{pythons.index(python) + 1}"
 
 
 def main() -> None:
@@ -156,6 +171,13 @@ def main() -> None:
     r.add_argument("--repeat", type=int, default=3)
     r.add_argument("--modes", default="read_all,read_stream,batch,dask,dask_warm")
     r.add_argument("--json", type=Path)
+    r.add_argument(
+        "--python",
+        action="append",
+        help="interpreter to run each measurement with (repeat to compare two installs of onyxserve"
+        " side by side, e.g. a branch's venv and main's; default: this one)",
+    )
+    r.add_argument("--files", default="fraud-*.*", help="glob of the input files in --dir")
     o = sub.add_parser("one")
     o.add_argument("mode")
     o.add_argument("path", type=Path)
@@ -165,7 +187,7 @@ def main() -> None:
     if args.cmd == "generate":
         generate(args.rows, args.dir)
     elif args.cmd == "run":
-        run(args.dir, args.repeat, args.modes.split(","), args.json)
+        run(args.dir, args.repeat, args.modes.split(","), args.json, args.python or [sys.executable], args.files)
     else:
         print(json.dumps(one(args.mode, args.path, args.model, args.out)))
 

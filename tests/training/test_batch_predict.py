@@ -3,6 +3,10 @@ scores equal OnnxScorer.score's and a running server's; the same on a local Dask
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pandas as pd
 import pyarrow.csv as pacsv
@@ -10,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 import tritonclient.grpc as triton
 from onyxserve.core.scorer import load_version
-from onyxserve.training.batch_predict import BatchError, batch_predict, batch_predict_dask
+from onyxserve.training.batch_predict import BatchError, Scratch, batch_predict, batch_predict_dask, score_chunk
+from onyxserve.training.batch_source import open_source
 from onyxserve.training.datasource import create_datasource
 from onyxserve.training.parity import row_block
 
@@ -60,6 +65,66 @@ def test_binary_scores_equal_the_served_path(model_repo, files, tmp_path, source
         out[["probability_0", "probability_1"]].to_numpy(), expected["probabilities"]
     )
     np.testing.assert_array_equal(out["label"].to_numpy(), expected["label"])
+
+
+def test_reused_batch_matrix_is_fully_rewritten(model_repo, files):
+    # the scratch matrix is reused chunk after chunk: poison it between chunks of different
+    # sizes, and every score must still equal a freshly allocated matrix's
+    root, _ = model_repo
+    d, _, _, _ = files
+    scorer = load_version(root / "fraud" / "1", intra_op_threads=1)
+    scratch = Scratch(scorer.manifest.model.input_width)
+    reader = open_source(d / "fraud.parquet", chunk_rows=1000, columns=list(scorer.manifest.feature_names))
+    chunks = list(reader.chunks())
+    assert len({c.n_rows for c in chunks}) > 1  # row groups of 700: chunks of 700 and less
+    for chunk in sorted(chunks, key=lambda c: -c.n_rows):
+        scratch.rows(chunk.n_rows)[:] = np.nan
+        reused = score_chunk(scorer, chunk, None, scratch)
+        fresh = score_chunk(scorer, chunk, None)
+        assert reused.equals(fresh)
+    big = scratch.rows(5000)
+    assert big.shape == (5000, scorer.manifest.model.input_width) and big.flags.c_contiguous
+    assert np.shares_memory(scratch.rows(10), big)  # smaller chunks reuse the same memory
+
+
+def test_parquet_output_encodings(model_repo, files, tmp_path):
+    root, _ = model_repo
+    d, X, _, _ = files
+    batch_predict(root / "fraud" / "1", d / "fraud.parquet", tmp_path / "rows.parquet", progress=False)
+    meta = pq.ParquetFile(tmp_path / "rows.parquet").metadata
+    row, label, proba = (meta.row_group(0).column(j) for j in range(3))
+    assert "DELTA_BINARY_PACKED" in row.encodings  # row numbers: delta-encoded
+    assert "RLE_DICTIONARY" in label.encodings and "RLE_DICTIONARY" not in proba.encodings
+    assert {row.compression, label.compression, proba.compression} == {"SNAPPY"}
+    rows = pq.read_table(tmp_path / "rows.parquet").column("row").to_numpy()
+    np.testing.assert_array_equal(rows, np.arange(len(X)))
+    # a string row id column is written as it is
+    batch_predict(
+        root / "fraud" / "1", d / "fraud.parquet", tmp_path / "ids.parquet", row_id="tx_id", progress=False
+    )
+    ids = pq.ParquetFile(tmp_path / "ids.parquet").metadata.row_group(0).column(0)
+    assert ids.path_in_schema == "tx_id" and "DELTA_BINARY_PACKED" not in ids.encodings
+
+
+def test_no_progress_bar_imports_neither_tqdm_nor_datasources(model_repo, files, tmp_path):
+    # progress=False on a plain file: tqdm (and its monitor thread) and the datasource module
+    # cost ~80 ms of import on the first call; neither is needed
+    root, _ = model_repo
+    d, _, _, _ = files
+    code = textwrap.dedent(
+        f"""
+        import sys, threading
+        from onyxserve.training.batch_predict import batch_predict
+        batch_predict({str(root / "fraud" / "1")!r}, {str(d / "fraud.parquet")!r},
+                      {str(tmp_path / "o.parquet")!r}, progress=False)
+        print(sorted(m for m in sys.modules if m.startswith("tqdm") or m.endswith(".datasource")))
+        print(sorted(t.name for t in threading.enumerate()))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    modules, threads = done.stdout.strip().splitlines()
+    assert modules == "[]"
+    assert threads == "['MainThread']"  # the reader thread is joined, no tqdm monitor
 
 
 def test_categorical_regression_and_multiclass(model_repo, files, tmp_path):
