@@ -100,7 +100,9 @@ def export_model(
     predict = _predictor(estimator, input_names, classifier)
     labels = _labels(split.estimator) if classifier else None
     task = "regression" if not classifier else ("binary" if len(labels) == 2 else "multiclass")
-    converted = convert_estimator(split.estimator, split.input_width, classifier)
+    converted = convert_estimator(
+        split.estimator, split.input_width, classifier, texts=split.texts, order=split.order
+    )
     manifest = Manifest(
         name=name,
         version=str(int(version)) if version is not None else next_version(repository, name),

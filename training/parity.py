@@ -26,6 +26,7 @@ from onyxserve.core.manifest import Manifest
 from onyxserve.core.normalizer import FeatureValueError, RowBlock
 from onyxserve.core.scorer import OnnxScorer
 from onyxserve.training.export_errors import ExportError
+from onyxserve.training.recipe_steps import text_str
 from onyxserve.training.sklearn_split import category_str
 
 PROBA_ATOL = 1e-5
@@ -71,7 +72,9 @@ def row_block(manifest: Manifest, frame: pd.DataFrame) -> RowBlock:
     columns: list[np.ndarray | bytes] = []
     for f in manifest.features:
         series = frame[f.name]
-        if f.is_categorical:
+        if f.is_text:
+            columns.append(v2bytes.encode(text_str(v) for v in series.tolist()))
+        elif f.is_categorical:
             columns.append(v2bytes.encode(category_str(v) for v in series.tolist()))
         else:
             columns.append(np.ascontiguousarray(series.to_numpy(dtype=np.float64, na_value=np.nan)))

@@ -44,9 +44,10 @@ Rare folding: categories below ``min_count`` (or past ``max_categories``) and ca
 in training share one bucket, ``__rare__``, encoded as the all-zero row of the one-hot block.
 
 What can be served (``serving_problems``): impute, clip, normalize and onehot fold into the
-compiled core (see ``sklearn_split``). ``quantile_bin``, ``text`` and ``cartesian`` train fine but
-the export refuses them -- the core has no binning, no text features, and derives no features from
-two raw ones -- with a message naming the attribute and step.
+compiled core (see ``sklearn_split``); ``text`` runs inside the ONNX graph (tokenizer, n-grams,
+tf-idf; see ``onnx_text``), the server lowercasing first when asked. ``quantile_bin`` and
+``cartesian`` train fine but the export refuses them -- the core has no binning and derives no
+features from two raw ones -- with a message naming the attribute and step.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ STEPS_FOR = {
 }
 UNSERVABLE = {
     "quantile_bin": "the serving core has no binning; use normalize (or clip) instead",
-    "text": "the serving core has no text features; drop the attribute to export",
 }
 MISSING_CATEGORY = "__missing__"
 
