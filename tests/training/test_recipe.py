@@ -188,12 +188,11 @@ def test_servable_recipe_exports_with_parity(tmp_path, mixed_ds, algorithm):
 @pytest.mark.parametrize(
     ("recipe", "step"),
     [
-        (
-            {"features": {"amount": ["impute", {"step": "quantile_bin", "bins": 4}], "note": "drop"}},
-            "quantile_bin",
-        ),
         ({}, "'text'"),  # the default recipe vectorizes the TEXT attribute
-        ({"cartesian": [{"columns": ["merchant", "online"]}], "features": {"note": "drop"}}, "cartesian"),
+        (  # quantile_bin and a cartesian of CATEGORICAL attributes are served (test_export_bins_crosses)
+            {"cartesian": [{"columns": ["merchant", "online"]}], "features": {"note": "drop"}},
+            "cartesian 'merchant_x_online' cannot be served: attribute 'online' is BINARY",
+        ),
     ],
 )
 def test_unservable_steps_train_but_export_refuses(tmp_path, mixed_ds, recipe, step):
