@@ -17,6 +17,7 @@ the inputs a client sends; an input only a cross reads has the encoding ``none``
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -295,7 +296,7 @@ def _parse_bins(value: Any, numeric: NumericSpec, where: str) -> tuple[float, ..
     if not isinstance(value, list):
         raise ManifestError(f"{where}: expected a list of bin edges, got {value!r}")
     bins = tuple(_float(v, f"{where}[{i}]") for i, v in enumerate(value))
-    if not all(math.isfinite(b) for b in bins) or any(a >= b for a, b in zip(bins, bins[1:])):
+    if not all(math.isfinite(b) for b in bins) or any(a >= b for a, b in itertools.pairwise(bins)):
         raise ManifestError(f"{where}: bin edges must be finite and strictly increasing")
     if numeric.allow_nan:
         raise ManifestError(f"{where}: a binned feature has no bin for NaN: impute it or set allow_nan false")

@@ -59,7 +59,7 @@ def test_nan_in_a_binned_feature_without_imputer_is_named(served):
 
 
 def test_missing_cross_parent_is_named(served):
-    client, crossed, _ = served
+    client, _, _ = served
     rows = models.frame(10, seed=8).fillna({"merchant": ""})
     inputs = [i for i in triton_feature_inputs(rows) if i.name() != "channel"]
     with pytest.raises(InferenceServerException) as info:
