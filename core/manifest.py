@@ -13,6 +13,11 @@ feature (``bins``) then writes the one-hot of its bin instead of the value.
 ``crosses`` are derived categorical features: the raw category strings of two categorical
 input features joined as ``a + separator + b``, one-hot encoded. ``features`` stays exactly
 the inputs a client sends; an input only a cross reads has the encoding ``none`` (no column).
+
+A text feature writes no column of the core's matrix: its strings go to their own string input
+of the ONNX graph, which tokenizes and vectorizes them (n-grams, tf-idf). The server only
+decodes UTF-8 and, when the manifest says so, lowercases -- Python's ``str.lower``, exactly what
+scikit-learn's vectorizers do (ONNX's StringNormalizer depends on the host's locales).
 """
 
 from __future__ import annotations
@@ -77,15 +82,27 @@ class CategoricalSpec:
 
 
 @dataclass(frozen=True)
+class TextSpec:
+    """Free text fed to the ONNX graph's string input ``input_name`` ([N, 1]); missing is ""."""
+
+    input_name: str
+    lowercase: bool = False
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     name: str
     type: Literal["numeric", "binary", "categorical", "text"]
     column: int  # first column this feature writes in the model's input matrix
     numeric: NumericSpec | None = None
     categorical: CategoricalSpec | None = None
+    text: TextSpec | None = None
 
     @property
     def width(self) -> int:
+        """Columns this feature writes in the core's matrix (text writes none)."""
+        if self.text is not None:
+            return 0
         if self.categorical is not None:
             return self.categorical.width
         return self.numeric.width if self.numeric is not None else 1
@@ -93,6 +110,15 @@ class FeatureSpec:
     @property
     def is_categorical(self) -> bool:
         return self.categorical is not None
+
+    @property
+    def is_text(self) -> bool:
+        return self.text is not None
+
+    @property
+    def is_bytes(self) -> bool:
+        """Sent as a V2 BYTES tensor (categorical or text) rather than numbers."""
+        return self.categorical is not None or self.text is not None
 
 
 @dataclass(frozen=True)
@@ -114,7 +140,8 @@ class CrossSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The ONNX graph's interface: one float32 input ``[N, input_width]``."""
+    """The ONNX graph's interface: one float32 input ``[N, input_width]`` (the core's output),
+    plus one string input ``[N, 1]`` per text feature (named in its TextSpec)."""
 
     file: str
     sha256: str
@@ -144,7 +171,11 @@ class Manifest:
 
     @property
     def all_numeric(self) -> bool:
-        return not any(f.is_categorical for f in self.features)
+        return not any(f.is_bytes for f in self.features)
+
+    @property
+    def text_features(self) -> tuple[FeatureSpec, ...]:
+        return tuple(f for f in self.features if f.is_text)
 
     def to_json(self) -> str:
         data = {"format": FORMAT, **asdict(self)}
@@ -240,12 +271,20 @@ def _parse_feature(data: dict[str, Any], where: str) -> FeatureSpec:
         raise ManifestError(f"{where}: a categorical feature needs a 'categorical' section")
     if ftype in ("numeric", "binary") and numeric is None:
         numeric = NumericSpec()
+    text = None
     if ftype == "text":
-        raise ManifestError(f"{where}: text features are not served by this version")
+        t = data.get("text")
+        if not isinstance(t, dict) or not isinstance(t.get("input_name"), str) or not t["input_name"]:
+            raise ManifestError(f"{where}: a text feature needs a 'text' section with its ONNX 'input_name'")
+        text = TextSpec(input_name=t["input_name"], lowercase=bool(t.get("lowercase", False)))
+        if numeric is not None or categorical is not None:
+            raise ManifestError(f"{where}: a text feature has no 'numeric' or 'categorical' section")
     column = _require(data, "column", where)
     if not isinstance(column, int) or column < 0:
         raise ManifestError(f"{where}: column must be a non-negative integer")
-    return FeatureSpec(name=str(name), type=ftype, column=column, numeric=numeric, categorical=categorical)
+    return FeatureSpec(
+        name=str(name), type=ftype, column=column, numeric=numeric, categorical=categorical, text=text
+    )
 
 
 def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manifest:
@@ -271,6 +310,9 @@ def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manif
     )
     crosses = _parse_crosses(data.get("crosses") or [], features, source)
     _check_columns((*features, *crosses), model.input_width, source)
+    text_inputs = [f.text.input_name for f in features if f.text is not None]
+    if len(set(text_inputs)) != len(text_inputs) or model.input_name in text_inputs:
+        raise ManifestError(f"{source}: text features' input names must be distinct and differ from model.input_name")
     expected = {"value"} if task == "regression" else {"label", "probabilities"}
     if set(model.outputs) != expected:
         raise ManifestError(f"{source}: model.outputs must name {sorted(expected)} for task '{task}'")

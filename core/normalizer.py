@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onyxserve.core.manifest import CrossSpec, FeatureSpec, Manifest, NumericSpec
+from onyxserve.core.text import TextValueError, decode_text
 
 
 class FeatureValueError(ValueError):
@@ -75,7 +76,11 @@ class FeatureNormalizer:
         # Imported here so the reference oracle can import this module without the build.
         from onyxserve.core._normalize import CategoryTable, Plan
 
-        self.features = tuple(features)
+        # Text features bypass the kernel: their strings go to the ONNX graph (see ``texts``).
+        every = tuple(features)
+        self.text_features = tuple((j, f) for j, f in enumerate(every) if f.is_text)
+        self._core_index = [j for j, f in enumerate(every) if not f.is_text] if self.text_features else None
+        self.features = tuple(f for f in every if not f.is_text)
         self.width = int(width)
         self.n_features = n = len(self.features)
         self.crosses = tuple(crosses)
@@ -99,8 +104,6 @@ class FeatureNormalizer:
         slices: dict[str, slice] = {}
         n_counts = n_edges = 0
         for j, f in enumerate(self.features):
-            if f.type == "text":
-                raise ValueError(f"feature '{f.name}': text features are not supported")
             if f.categorical is not None:
                 c = f.categorical
                 tables[j] = table = CategoryTable(c.categories)
@@ -138,6 +141,9 @@ class FeatureNormalizer:
         self._counts = np.zeros(n_counts, dtype=np.int64)
         self.sketch_counts: dict[str, np.ndarray] = {k: self._counts[s] for k, s in slices.items()}
         flat_edges = np.concatenate(edges) if edges else np.zeros(0, dtype=np.float64)
+        if n == 0:  # a model of text features only: the core has nothing to write
+            self._plan = None
+            return
         self._plan = Plan(
             [f.name for f in self.features], self.width, column, kind, flags, num, cat, tables,
             sketch, flat_edges, self._counts, bins, np.array(bin_edges, dtype=np.float64),
@@ -154,6 +160,10 @@ class FeatureNormalizer:
         """Normalize ``blocks`` into ``out`` (float32, C-contiguous ``[sum n_rows, width]``,
         allocated when None) and return it. FeatureValueError for a bad value, naming the
         feature and the row within its block; TypeError/ValueError for malformed arguments."""
+        if self._core_index is not None:
+            blocks = [self._core_block(b) for b in blocks]
+        if self._plan is None:
+            return np.zeros((sum(b.n_rows for b in blocks), 0), dtype=np.float32)
         result = self._plan.run(blocks, out)
         if result is None:
             raise self._value_error(blocks, self._plan.error)
@@ -161,6 +171,31 @@ class FeatureNormalizer:
 
     def gather_one(self, block: RowBlock) -> np.ndarray:
         return self.gather((block,))
+
+    def texts(self, blocks: Sequence[RowBlock]) -> dict[str, np.ndarray]:
+        """The ONNX graph's string inputs for ``blocks``: ``{input_name: object array [N, 1]}``,
+        decoded from each text feature's V2 BYTES (form B); FeatureValueError names the row."""
+        out: dict[str, np.ndarray] = {}
+        for j, f in self.text_features:
+            values: list[str] = []
+            for block in blocks:
+                if block.columns is None:
+                    raise ValueError(f"feature '{f.name}': text features need form B (one input per feature)")
+                try:
+                    values += decode_text(block.columns[j], block.n_rows, f.text.lowercase)
+                except TextValueError as exc:
+                    raise FeatureValueError(f.name, exc.row, exc.reason) from None
+            out[f.text.input_name] = np.array(values, dtype=object).reshape(-1, 1)
+        return out
+
+    def prepare(self, blocks: Sequence[RowBlock]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Everything the ONNX graph takes for ``blocks``: the normalized batch and the texts."""
+        return self.gather(blocks), (self.texts(blocks) if self.text_features else {})
+
+    def _core_block(self, block: RowBlock) -> RowBlock:
+        if block.columns is None:  # the decoder only builds form A for all-numeric models
+            raise ValueError("a model with text features takes form B (one input per feature)")
+        return RowBlock(n_rows=block.n_rows, columns=[block.columns[j] for j in self._core_index])
 
     def reset_sketches(self) -> None:
         self._counts[:] = 0

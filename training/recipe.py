@@ -45,12 +45,13 @@ in training share one bucket, ``__rare__``, encoded as the all-zero row of the o
 
 What can be served (``serving_problems``): impute, clip, normalize, quantile_bin and onehot fold
 into the compiled core (see ``sklearn_split``): a binned attribute is served as the one-hot of its
-bin (the fitted KBinsDiscretizer edges, after impute and clip). A ``cartesian`` of two CATEGORICAL
-attributes is served as a manifest cross: the core joins the raw values the client sends (missing
-as "") and looks the key up in the kept categories; an attribute used only by a cartesian is still
-a client input. A cartesian with a BINARY attribute trains but is refused at export (the client
-sends BINARY as a number, training joins its str() form), and so is ``text`` -- the core has no text
-features -- each with a message naming the attribute and step.
+bin (the fitted KBinsDiscretizer edges, after impute and clip). ``text`` runs inside the ONNX graph
+(tokenizer, n-grams, tf-idf; see ``onnx_text``), the server lowercasing first when asked. A
+``cartesian`` of two CATEGORICAL attributes is served as a manifest cross: the core joins the raw
+values the client sends (missing as "") and looks the key up in the kept categories; an attribute
+used only by a cartesian is still a client input. A cartesian with a BINARY attribute trains but is
+refused at export (the client sends BINARY as a number, training joins its str() form), with a
+message naming the cartesian and the attribute.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ STEPS_FOR = {
     AttributeType.TEXT: {"text"},
 }
 UNSERVABLE = {
-    "text": "the serving core has no text features; drop the attribute to export",
 }
 MISSING_CATEGORY = "__missing__"
 

@@ -109,7 +109,7 @@ class TextCleaner(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> list[str]:
         out = []
         for v in np.asarray(X, dtype=object).reshape(-1):
-            s = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            s = text_str(v)
             if self.lowercase:
                 s = s.lower()
             if self.no_punct:
@@ -119,6 +119,11 @@ class TextCleaner(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(input_features if input_features is not None else ["text"], dtype=object)
+
+
+def text_str(value: Any) -> str:
+    """A text value as a client sends it: missing (None/NaN) is the empty string."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 class CartesianJoiner(TransformerMixin, BaseEstimator):

@@ -14,6 +14,9 @@ The walk keeps one state per column of the matrix flowing through the pipeline:
 - ``Joined``: two raw categorical input columns joined ``a|b`` (recipe_steps.CartesianJoiner);
 - ``Crossed``: output column ``index`` of the one-hot encoding of a ``Joined`` column, served
   as a manifest cross computed from the two raw inputs.
+- ``CleanText``: a text column after ``TextCleaner`` (lowercase / punctuation removal);
+- ``Txt``: output column ``index`` of a word vectorizer over one text column. These columns are
+  not the core's: the vectorizer runs inside the ONNX graph (``onnx_text``), fed the raw string.
 
 A step the core cannot run exactly is refused with an ExportError naming the step.
 """
@@ -43,9 +46,10 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from onyxserve.core.manifest import CategoricalSpec, CrossSpec, FeatureSpec, NumericSpec
+from onyxserve.core.manifest import CategoricalSpec, CrossSpec, FeatureSpec, NumericSpec, TextSpec
 from onyxserve.training.export_errors import ExportError
-from onyxserve.training.recipe_steps import CartesianJoiner
+from onyxserve.training.onnx_text import VECTORIZERS, TextPart, text_part
+from onyxserve.training.recipe_steps import CartesianJoiner, TextCleaner
 
 INF = math.inf
 
@@ -137,7 +141,21 @@ class Crossed:
     index: int
 
 
-Col = Raw | Num | Cat | Bin | Joined | Crossed
+@dataclass(frozen=True)
+class CleanText:
+    feature: str
+    lowercase: bool
+    no_punct: bool
+
+
+@dataclass(frozen=True)
+class Txt:
+    feature: str
+    part: TextPart
+    index: int  # which output column of the vectorizer
+
+
+Col = Raw | Num | Cat | Bin | Joined | Crossed | CleanText | Txt
 
 
 def category_str(value: Any) -> str:
@@ -188,6 +206,11 @@ def _to_chain(col: Col, step: str) -> Chain:
             f"step {step}: transforms the one-hot bin columns of feature '{col.feature}', which the serving"
             " core cannot do; bin last"
         )
+    if isinstance(col, (CleanText, Txt)):
+        raise ExportError(
+            f"step {step}: transforms text feature '{col.feature}' as numbers; only a word vectorizer"
+            " (CountVectorizer/TfidfVectorizer) may follow a text column, as the estimator's input"
+        )
     raise ExportError(
         f"step {step}: scales the encoded columns of categorical feature '{col.feature}', which the"
         " serving core cannot do; scale numeric columns only (e.g. inside the ColumnTransformer)"
@@ -215,6 +238,8 @@ def _clip(col: Col, a: float, b: float, step: str) -> Col:
 def _impute(col: Col, value: Any, step: str) -> Col:
     if isinstance(col, (Bin, Joined, Crossed)):
         return col  # one-hot columns and joined strings are never missing
+    if isinstance(col, (CleanText, Txt)):
+        raise ExportError(f"step {step}: imputes text feature '{col.feature}'; missing text is served as ''")
     if isinstance(col, Raw):
         return col if col.impute is not None else Raw(col.feature, value)
     if isinstance(col, Cat):
@@ -413,6 +438,23 @@ def _joiner(step: CartesianJoiner, cols: list[Col], where: str) -> list[Col]:
     return [Joined(f"{a}_x_{b}", (a, b), "|")]
 
 
+def _text_cleaner(step: TextCleaner, cols: list[Col], where: str) -> list[Col]:
+    if len(cols) != 1 or not isinstance(cols[0], Raw) or cols[0].impute is not None:
+        raise ExportError(f"step {where}: expects one raw text column")
+    return [CleanText(cols[0].feature, bool(step.lowercase), bool(step.no_punct))]
+
+
+def _vectorizer(step: Any, cols: list[Col], where: str) -> list[Col]:
+    if len(cols) != 1 or not isinstance(cols[0], (Raw, CleanText)):
+        raise ExportError(f"step {where}: a vectorizer must read one raw (or TextCleaner'd) text column")
+    col = cols[0]
+    if isinstance(col, Raw) and col.impute is not None:
+        raise ExportError(f"step {where}: the text column '{col.feature}' was imputed; missing text is served as ''")
+    clean = col if isinstance(col, CleanText) else CleanText(col.feature, False, False)
+    part = text_part(step, col.feature, clean.lowercase, clean.no_punct, where)
+    return [Txt(col.feature, part, i) for i in range(part.width)]
+
+
 def _selector(step: SelectorMixin, cols: list[Col], where: str) -> list[Col]:
     return [c for c, keep in zip(cols, step.get_support()) if keep]
 
@@ -474,6 +516,8 @@ def apply_step(step: Any, cols: list[Col], path: str) -> list[Col]:
         (SelectorMixin, _selector),
         (KBinsDiscretizer, _kbins),
         (CartesianJoiner, _joiner),
+        (TextCleaner, _text_cleaner),
+        (VECTORIZERS, _vectorizer),
     ]
     for kinds, handler in handlers:
         if isinstance(step, kinds):
@@ -493,9 +537,16 @@ def apply_step(step: Any, cols: list[Col], path: str) -> list[Col]:
 class Split:
     estimator: BaseEstimator  # the final estimator, to convert to ONNX alone
     features: tuple[FeatureSpec, ...]  # in client order
-    input_width: int
+    input_width: int  # columns the core writes
     steps: tuple[dict[str, str], ...]  # the preprocessing steps folded, for lineage
     crosses: tuple[CrossSpec, ...] = ()  # derived features, computed from two of ``features``
+    texts: tuple[TextPart, ...] = ()  # vectorizers that run in the ONNX graph, in concat order
+    # estimator column k = column order[k] of concat(core matrix, texts[0], texts[1], ...)
+    order: tuple[int, ...] = ()
+
+    @property
+    def estimator_width(self) -> int:
+        return self.input_width + sum(t.width for t in self.texts)
 
 
 def flatten(estimator: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -537,7 +588,14 @@ def split_pipeline(
             f" preprocessing produces {len(cols)}"
         )
     allow_nan = estimator_allows_nan(final)
-    specs, crosses = _features(cols, is_numeric, allow_nan)
+    texts, order, core_cols = _text_layout(cols)
+    specs, crosses = _features(core_cols, is_numeric, allow_nan)
+    specs += [
+        FeatureSpec(
+            name=t.feature, type="text", column=0, text=TextSpec(input_name=t.input_name, lowercase=t.lowercase)
+        )
+        for t in texts
+    ]
     rank = {n: i for i, n in enumerate(client_order)}
     ordered = tuple(sorted(specs, key=lambda f: rank[f.name]))
     folded = tuple(
@@ -545,7 +603,44 @@ def split_pipeline(
         for n, s in steps[:-1]
         if s is not None and not isinstance(s, str)
     )
-    return Split(estimator=final, features=ordered, input_width=len(cols), steps=folded, crosses=crosses)
+    return Split(
+        estimator=final,
+        features=ordered,
+        input_width=len(core_cols),
+        steps=folded,
+        texts=texts,
+        order=order,
+        crosses=crosses,
+    )
+
+
+def _text_layout(cols: list[Col]) -> tuple[tuple[TextPart, ...], tuple[int, ...], list[Col]]:
+    """Separate the vectorizers' columns (computed in the graph) from the core's, and say where
+    each estimator column comes from in ``concat(core, text parts...)``."""
+    core = [c for c in cols if not isinstance(c, Txt)]
+    parts: list[TextPart] = []
+    for c in cols:
+        if isinstance(c, Txt) and c.part not in parts:
+            if any(p.feature == c.feature for p in parts):
+                raise ExportError(f"text feature '{c.feature}' reaches the estimator through two vectorizers")
+            parts.append(c.part)
+    if not parts:
+        return (), (), core
+    names = [p.input_name for p in parts]
+    if len(set(names)) != len(names):
+        raise ExportError(f"text features {[p.feature for p in parts]} map to clashing ONNX input names {names}")
+    start = {id(p): len(core) + sum(q.width for q in parts[:i]) for i, p in enumerate(parts)}
+    order: list[int] = []
+    k = 0
+    for c in cols:
+        if isinstance(c, Txt):
+            order.append(start[id(c.part)] + c.index)
+        else:
+            order.append(k)
+            k += 1
+    if sorted(order) != list(range(len(cols))):
+        raise ExportError("the text vectorizers' columns do not reach the estimator complete (a selector after them?)")
+    return tuple(parts), tuple(order), core
 
 
 def _block(cols: list[Col], pos: int, width: int, what: str) -> None:
@@ -613,6 +708,8 @@ def _features(
             specs.append(FeatureSpec(name=col.feature, type="categorical", column=pos, categorical=col.spec))
             pos += width
             continue
+        if isinstance(col, CleanText):
+            raise ExportError(f"text feature '{col.feature}' reaches the estimator without a vectorizer")
         if isinstance(col, Raw) and not is_numeric(col.feature):
             raise ExportError(
                 f"feature '{col.feature}' holds strings but reaches the estimator unencoded; add a"
