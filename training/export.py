@@ -117,6 +117,7 @@ def export_model(
         ),
         labels=labels,
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        crosses=split.crosses,
     )
     manifest, warnings = _settle_missing(manifest, converted.onnx_bytes, frame, predict)
     scorer = _scorer(manifest, converted.onnx_bytes)

@@ -9,9 +9,11 @@
   seen in training -- share one bucket, the all-zero row. That bucket is the ``__rare__``
   category (a one-hot column for it would be redundant with the zero row); the core serves it as
   "unknown -> ignore", so the folding is reproduced exactly without infrequent-category support.
-- ``TextCleaner`` (missing -> "", optional lowercase / punctuation removal) and
-  ``CartesianJoiner`` (two categoricals -> one "a|b" category) run in training only: the export
-  refuses them, because the core has no text features and receives raw features only.
+- ``CartesianJoiner`` (two categoricals -> one "a|b" category, a missing part as "") is folded
+  by the export into a manifest cross: the core joins the raw values the client sends the same
+  way and one-hot encodes the key with the encoder after it (unknown -> the ``__rare__`` row).
+- ``TextCleaner`` (missing -> "", optional lowercase / punctuation removal) runs in training
+  only: the export refuses it, because the core has no text features.
 """
 
 from __future__ import annotations

@@ -199,11 +199,10 @@ def test_default_text_recipe_exports_into_the_graph(tmp_path, mixed_ds):
 @pytest.mark.parametrize(
     ("recipe", "step"),
     [
-        (
-            {"features": {"amount": ["impute", {"step": "quantile_bin", "bins": 4}], "note": "drop"}},
-            "quantile_bin",
+        (  # quantile_bin, text and a cartesian of CATEGORICAL attributes are served
+            {"cartesian": [{"columns": ["merchant", "online"]}], "features": {"note": "drop"}},
+            "cartesian 'merchant_x_online' cannot be served: attribute 'online' is BINARY",
         ),
-        ({"cartesian": [{"columns": ["merchant", "online"]}], "features": {"note": "drop"}}, "cartesian"),
     ],
 )
 def test_unservable_steps_train_but_export_refuses(tmp_path, mixed_ds, recipe, step):
