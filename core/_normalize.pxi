@@ -24,12 +24,14 @@ cdef enum:  # feature kinds
     K_NUMERIC = 0
     K_ONEHOT = 1
     K_ORDINAL = 2
+    K_INPUT = 3  # categorical read only by crosses (and sketches): parsed, writes no column
 
 cdef enum:  # per-feature flag bits
     F_IMPUTE = 1
     F_ALLOW_NAN = 2
     F_UNKNOWN_ERROR = 4
     F_SKETCH = 8
+    F_BINNED = 16  # numeric: writes the one-hot of its bin (bin_off/bin_n) instead of the value
 
 cdef enum:  # Src.dtype
     DT_F32 = 0
@@ -58,6 +60,13 @@ cdef struct Table:  # open-addressing category table, readable without the GIL
     const char* keys  # all category bytes back to back
     const Py_ssize_t* key_off  # n + 1 offsets into keys
 
+cdef struct Cross:  # a derived one-hot feature: table lookup of a + sep + b, raw bytes
+    Py_ssize_t a, b  # the two categorical parent features
+    Py_ssize_t column, drop, n_cat
+    Table table
+    const char* sep
+    Py_ssize_t n_sep
+
 cdef struct Params:  # everything the nogil pass reads; pointers into arrays the Plan keeps alive
     Py_ssize_t n_features, width
     bint identity  # feature j writes column j and nothing else: form A rows copy straight
@@ -80,3 +89,10 @@ cdef struct Params:  # everything the nogil pass reads; pointers into arrays the
     int64_t* counts
     Py_ssize_t n_sketched  # numeric features with a sketch, for form A's per-row update
     const Py_ssize_t* sketched
+    const Py_ssize_t* bin_off  # start of the feature's interior bin edges in `bin_edges`
+    const Py_ssize_t* bin_n  # number of interior edges; the one-hot block is bin_n + 1 wide
+    const double* bin_edges
+    Py_ssize_t n_binned  # binned features, for form A's per-row pass
+    const Py_ssize_t* binned
+    Py_ssize_t n_cross
+    const Cross* crosses

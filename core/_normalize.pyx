@@ -28,12 +28,16 @@ cdef enum:
 
 # ---------------------------------------------------------------------------------- tables
 
-cdef inline uint64_t _fnv1a(const char* p, Py_ssize_t n) noexcept nogil:
-    cdef uint64_t h = 14695981039346656037ULL
+cdef inline uint64_t _fnv1a_more(uint64_t h, const char* p, Py_ssize_t n) noexcept nogil:
+    """FNV-1a continued over ``p[:n]``: hashing a, then sep, then b hashes the joined key."""
     cdef Py_ssize_t i
     for i in range(n):
         h = (h ^ <uint8_t>p[i]) * 1099511628211ULL
     return h
+
+
+cdef inline uint64_t _fnv1a(const char* p, Py_ssize_t n) noexcept nogil:
+    return _fnv1a_more(14695981039346656037ULL, p, n)
 
 
 cdef inline int32_t _lookup(const Table* t, const char* p, Py_ssize_t n) noexcept nogil:
@@ -47,6 +51,29 @@ cdef inline int32_t _lookup(const Table* t, const char* p, Py_ssize_t n) noexcep
         if t.key_off[k + 1] - t.key_off[k] == n and memcmp(t.keys + t.key_off[k], p, n) == 0:
             return k
         i = (i + 1) & t.mask
+
+
+cdef inline int32_t _lookup_joined(const Table* t, const char* a, Py_ssize_t na, const char* sep,
+                                   Py_ssize_t ns, const char* b, Py_ssize_t nb) noexcept nogil:
+    """Category index of the bytes ``a + sep + b`` without building them, or -1."""
+    cdef uint64_t i = _fnv1a_more(_fnv1a_more(_fnv1a(a, na), sep, ns), b, nb) & t.mask
+    cdef const char* key
+    cdef int32_t k
+    while True:
+        k = t.slots[i]
+        if k < 0:
+            return -1
+        key = t.keys + t.key_off[k]
+        if (t.key_off[k + 1] - t.key_off[k] == na + ns + nb and memcmp(key, a, na) == 0
+                and memcmp(key + na, sep, ns) == 0 and memcmp(key + na + ns, b, nb) == 0):
+            return k
+        i = (i + 1) & t.mask
+
+
+cdef inline Py_ssize_t _prefix(const char* p) noexcept nogil:
+    """The little-endian uint32 length prefix of a V2 BYTES element."""
+    cdef const uint8_t* u = <const uint8_t*>p
+    return <Py_ssize_t>(u[0] | (u[1] << 8) | (u[2] << 16) | (<uint64_t>u[3] << 24))
 
 
 cdef class CategoryTable:
@@ -90,6 +117,18 @@ cdef class CategoryTable:
 
 # --------------------------------------------------------------------------------- kernels
 
+cdef inline Py_ssize_t _upper(const double* e, Py_ssize_t n, double x) noexcept nogil:
+    """#edges <= x in the sorted ``e[:n]``: numpy.searchsorted(e, x, side='right')."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if e[mid] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 cdef inline void _sketch_num(const Params* p, Py_ssize_t j, double x) noexcept nogil:
     """Count the raw value: slot k = #edges <= x (0 below, n above), n + 1 for NaN.
 
@@ -97,16 +136,11 @@ cdef inline void _sketch_num(const Params* p, Py_ssize_t j, double x) noexcept n
     """
     cdef int64_t* c = p.counts + p.sk_off[j]
     cdef const double* e = p.edges + p.ed_off[j]
-    cdef Py_ssize_t n = p.ed_n[j], lo = 0, hi = n, mid
+    cdef Py_ssize_t n = p.ed_n[j], lo
     if x != x:
         c[n + 1] += 1
         return
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if e[mid] <= x:
-            lo = mid + 1
-        else:
-            hi = mid
+    lo = _upper(e, n, x)
     if lo == n and x == e[n - 1]:
         lo = n - 1
     c[lo] += 1
@@ -132,6 +166,18 @@ cdef inline int _num(const Params* p, Py_ssize_t j, double x, float* dst) noexce
             return ST_INF
     dst[0] = <float>_scale(x, p.offset[j], p.scale[j], p.lo[j], p.hi[j])
     return ST_OK
+
+
+cdef inline void _bin(const Params* p, Py_ssize_t j, double x, float* row) noexcept nogil:
+    """Binned feature ``j``: the one-hot of KBinsDiscretizer's bin of the normalized value into
+    its block of ``row``. Runs after the value rules passed, so a NaN here has an imputer."""
+    cdef Py_ssize_t n = p.bin_n[j]
+    cdef float* dst = row + p.column[j]
+    if x != x:
+        x = p.fill[j]
+    x = _scale(x, p.offset[j], p.scale[j], p.lo[j], p.hi[j])
+    memset(dst, 0, (n + 1) * sizeof(float))
+    dst[_upper(p.bin_edges + p.bin_off[j], n, x)] = 1.0
 
 
 cdef inline double _at(const real_t* base, Py_ssize_t i, Py_ssize_t j, Py_ssize_t s0,
@@ -201,6 +247,9 @@ cdef int _matrix(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_t s
             for j in range(F):
                 if _num(p, j, _at(base, i, j, s0, s1), o + col[j]):
                     return _first_bad(p, base, n, s0, s1, True, 0, err)
+        for k in range(p.n_binned):  # overwrites the value the loop above wrote there
+            j = p.binned[k]
+            _bin(p, j, _at(base, i, j, s0, s1), o)
         for k in range(p.n_sketched):
             j = p.sketched[k]
             _sketch_num(p, j, _at(base, i, j, s0, s1))
@@ -222,6 +271,9 @@ cdef int _column(const Params* p, Py_ssize_t j, const real_t* base, Py_ssize_t n
         for i in range(n):
             if _num(p, j, _at(base, i, 0, s0, 0), dst + i * w):
                 return _first_bad(p, base, n, s0, 0, False, j, err)
+    if p.flags[j] & F_BINNED:
+        for i in range(n):
+            _bin(p, j, _at(base, i, 0, s0, 0), out + i * w)
     if p.flags[j] & F_SKETCH:
         for i in range(n):
             _sketch_num(p, j, _at(base, i, 0, s0, 0))
@@ -236,7 +288,6 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
     reference, which decodes the whole buffer first), so parsing goes on after an unknown.
     """
     cdef Py_ssize_t pos = 0, k = 0, m, bad = -1, r, w = p.width, cw
-    cdef const uint8_t* u
     cdef int32_t code
     cdef uint8_t f = p.flags[j], kind = p.kind[j]
     cdef Py_ssize_t drop = p.drop[j], col = p.column[j]
@@ -246,8 +297,7 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
         if size - pos < 4:
             err.row, err.feature, err.a = 0, j, pos
             return ST_TRUNC_PREFIX
-        u = <const uint8_t*>(buf + pos)
-        m = <Py_ssize_t>(u[0] | (u[1] << 8) | (u[2] << 16) | (<uint64_t>u[3] << 24))
+        m = _prefix(buf + pos)
         pos += 4
         if m > size - pos:
             err.row, err.feature, err.a, err.b, err.c = 0, j, k, m, pos
@@ -266,7 +316,7 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
                 dst = out + k * w + col
                 if kind == K_ORDINAL:
                     dst[0] = <float>code if code >= 0 else <float>p.fill[j]
-                else:
+                elif kind == K_ONEHOT:
                     memset(dst, 0, cw * sizeof(float))
                     if code >= 0 and code != drop:
                         dst[code - (drop >= 0 and code > drop)] = 1.0
@@ -279,6 +329,27 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
         err.row, err.feature = bad, j
         return ST_UNKNOWN
     return ST_OK
+
+
+cdef void _cross(const Cross* x, const Src* s, Py_ssize_t n_rows, Py_ssize_t w, float* out) noexcept nogil:
+    """Cross ``x`` of one form B block. Its parents' buffers were parsed by their own features
+    first, without error, so each holds exactly ``n_rows`` well-formed elements."""
+    cdef const char* a = s[x.a].data
+    cdef const char* b = s[x.b].data
+    cdef Py_ssize_t k, na, nb, drop = x.drop, cw = x.n_cat - (x.drop >= 0)
+    cdef int32_t code
+    cdef float* dst
+    for k in range(n_rows):
+        na, nb = _prefix(a), _prefix(b)
+        a += 4
+        b += 4
+        code = _lookup_joined(&x.table, a, na, x.sep, x.n_sep, b, nb)
+        dst = out + k * w + x.column
+        memset(dst, 0, cw * sizeof(float))
+        if code >= 0 and code != drop:
+            dst[code - (drop >= 0 and code > drop)] = 1.0
+        a += na
+        b += nb
 
 
 cdef int _run(const Params* p, const Blk* blks, Py_ssize_t nb, const Src* srcs, float* out,
@@ -306,6 +377,9 @@ cdef int _run(const Params* p, const Blk* blks, Py_ssize_t nb, const Src* srcs, 
                     st = _column(p, j, <const double*>s[j].data, s[j].n, s[j].s0, o, err)
                 if st:
                     break
+            if not st:
+                for j in range(p.n_cross):
+                    _cross(&p.crosses[j], s, blks[b].n_rows, p.width, o)
         if st:
             err.status, err.block = st, b
             return st
@@ -336,6 +410,7 @@ cdef class Plan:
 
     cdef Params p
     cdef Table* _tables
+    cdef Cross* _crosses
     cdef int64_t* _backup  # sketch counts before the current call, restored on a data error
     cdef Py_ssize_t _n_counts
     cdef object _keep  # the arrays and tables behind p's pointers
@@ -346,13 +421,17 @@ cdef class Plan:
     def __cinit__(self):
         self._tables = NULL
         self._backup = NULL
+        self._crosses = NULL
 
     def __init__(self, names, Py_ssize_t width, const Py_ssize_t[::1] column,
                  const uint8_t[::1] kind, const uint8_t[::1] flags, const double[:, ::1] num,
                  const Py_ssize_t[:, ::1] cat, tables, const Py_ssize_t[:, ::1] sketch,
-                 const double[::1] edges, int64_t[::1] counts):
+                 const double[::1] edges, int64_t[::1] counts, const Py_ssize_t[:, ::1] bins,
+                 const double[::1] bin_edges, crosses):
         """``num`` rows: offset, scale, lo, hi, fill. ``cat`` rows: drop, impute_code, n_cat.
-        ``sketch`` rows: counts offset, edges offset, n_edges. Shapes checked by the caller."""
+        ``sketch`` rows: counts offset, edges offset, n_edges. ``bins`` rows: offset into
+        ``bin_edges``, n_edges (F_BINNED features). ``crosses``: (a, b, column, drop,
+        CategoryTable, separator bytes) each. Shapes and columns checked by the caller."""
         cdef Py_ssize_t F = column.shape[0], j
         self.names = tuple(names)
         self.categorical = tuple(t is not None for t in tables)
@@ -383,10 +462,37 @@ cdef class Plan:
         p.sk_off, p.ed_off, p.ed_n = &sketch[0, 0], &sketch[1, 0], &sketch[2, 0]
         p.edges = &edges[0] if edges.shape[0] else NULL
         p.counts = &counts[0] if counts.shape[0] else NULL
+        binned = np.array([j for j in range(F) if kind[j] == K_NUMERIC and flags[j] & F_BINNED], dtype=np.intp)
+        cdef const Py_ssize_t[::1] bn = binned
+        self._keep += (binned, bins, bin_edges)
+        p.n_binned = binned.shape[0]
+        p.binned = &bn[0] if p.n_binned else NULL
+        p.bin_off, p.bin_n = &bins[0, 0], &bins[1, 0]
+        p.bin_edges = &bin_edges[0] if bin_edges.shape[0] else NULL
+        self._init_crosses(list(crosses), F)
+
+    cdef int _init_crosses(self, list crosses, Py_ssize_t F) except -1:
+        cdef Py_ssize_t c, n = len(crosses)
+        self._crosses = <Cross*>malloc(max(n, 1) * sizeof(Cross))
+        if self._crosses == NULL:
+            raise MemoryError()
+        self._keep += (crosses,)  # the tables and separators behind the pointers
+        for c in range(n):
+            a, b, column, drop, table, sep = crosses[c]
+            if not (0 <= a < F and 0 <= b < F and self.p.kind[a] != K_NUMERIC and self.p.kind[b] != K_NUMERIC):
+                raise ValueError(f"cross {c}: inputs must be categorical features")
+            if not PyBytes_CheckExact(sep):
+                raise TypeError(f"cross {c}: the separator must be bytes")
+            self._crosses[c] = Cross(a, b, column, drop, (<CategoryTable>table).n,
+                                     (<CategoryTable>table).t, PyBytes_AS_STRING(sep), PyBytes_GET_SIZE(sep))
+        self.p.n_cross = n
+        self.p.crosses = self._crosses
+        return 0
 
     def __dealloc__(self):
         free(self._tables)
         free(self._backup)
+        free(self._crosses)
 
     def run(self, blocks, out):
         """Gather ``blocks`` into ``out`` (allocated when None) and return it; None on a data

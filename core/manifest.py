@@ -7,14 +7,25 @@ validated once at load time, so nothing on the request path re-checks them.
 
 Normalization of a numeric feature is canonical: ``out = clip((impute(x) - offset) * scale,
 clip_low, clip_high)``. Any chain of imputer, affine scalers and clipping that the export
-accepts is folded into this one form, which is what the compiled core runs.
+accepts is folded into this one form, which is what the compiled core runs. A binned numeric
+feature (``bins``) then writes the one-hot of its bin instead of the value.
+
+``crosses`` are derived categorical features: the raw category strings of two categorical
+input features joined as ``a + separator + b``, one-hot encoded. ``features`` stays exactly
+the inputs a client sends; an input only a cross reads has the encoding ``none`` (no column).
+
+A text feature writes no column of the core's matrix: its strings go to their own string input
+of the ONNX graph, which tokenizes and vectorizes them (n-grams, tf-idf). The server only
+decodes UTF-8 and, when the manifest says so, lowercases -- Python's ``str.lower``, exactly what
+scikit-learn's vectorizers do (ONNX's StringNormalizer depends on the host's locales).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,14 +50,23 @@ class NumericSpec:
     scale: float = 1.0
     clip_low: float = -math.inf  # bounds apply to the scaled value
     clip_high: float = math.inf
+    # Interior bin edges in the units of ``out``: the feature writes the one-hot of bin
+    # ``#{edges <= out}`` (KBinsDiscretizer's searchsorted side='right'), len(bins) + 1 columns.
+    # None: not binned (one column, the value itself).
+    bins: tuple[float, ...] | None = None
+
+    @property
+    def width(self) -> int:
+        return 1 if self.bins is None else len(self.bins) + 1
 
 
 @dataclass(frozen=True)
 class CategoricalSpec:
-    """Category string -> one-hot columns or one ordinal column."""
+    """Category string -> one-hot columns or one ordinal column; ``none``: no column (an input
+    only a cross reads; its categories, if any, are for drift monitoring)."""
 
     categories: tuple[str, ...]
-    encoding: Literal["onehot", "ordinal"] = "onehot"
+    encoding: Literal["onehot", "ordinal", "none"] = "onehot"
     drop: int | None = None  # one-hot: index of the category with no column (drop='first'/'if_binary')
     unknown: Literal["error", "ignore"] = "error"  # ignore: one-hot all zeros, ordinal unknown_value
     unknown_value: float = math.nan  # ordinal only
@@ -56,7 +76,17 @@ class CategoricalSpec:
     def width(self) -> int:
         if self.encoding == "ordinal":
             return 1
+        if self.encoding == "none":
+            return 0
         return len(self.categories) - (self.drop is not None)
+
+
+@dataclass(frozen=True)
+class TextSpec:
+    """Free text fed to the ONNX graph's string input ``input_name`` ([N, 1]); missing is ""."""
+
+    input_name: str
+    lowercase: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,19 +96,52 @@ class FeatureSpec:
     column: int  # first column this feature writes in the model's input matrix
     numeric: NumericSpec | None = None
     categorical: CategoricalSpec | None = None
+    text: TextSpec | None = None
 
     @property
     def width(self) -> int:
-        return self.categorical.width if self.categorical is not None else 1
+        """Columns this feature writes in the core's matrix (text writes none)."""
+        if self.text is not None:
+            return 0
+        if self.categorical is not None:
+            return self.categorical.width
+        return self.numeric.width if self.numeric is not None else 1
 
     @property
     def is_categorical(self) -> bool:
         return self.categorical is not None
 
+    @property
+    def is_text(self) -> bool:
+        return self.text is not None
+
+    @property
+    def is_bytes(self) -> bool:
+        """Sent as a V2 BYTES tensor (categorical or text) rather than numbers."""
+        return self.categorical is not None or self.text is not None
+
+
+@dataclass(frozen=True)
+class CrossSpec:
+    """A derived categorical feature: ``inputs[0] + separator + inputs[1]`` of the raw category
+    strings (a missing part is ""), looked up in ``categorical`` and one-hot encoded; a key not
+    in the table (rare or never seen in training) is the all-zero row."""
+
+    name: str
+    inputs: tuple[str, str]  # two categorical features, as the client sends them
+    column: int  # first column of its one-hot block
+    categorical: CategoricalSpec
+    separator: str = "|"
+
+    @property
+    def width(self) -> int:
+        return self.categorical.width
+
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """The ONNX graph's interface: one float32 input ``[N, input_width]``."""
+    """The ONNX graph's interface: one float32 input ``[N, input_width]`` (the core's output),
+    plus one string input ``[N, 1]`` per text feature (named in its TextSpec)."""
 
     file: str
     sha256: str
@@ -100,6 +163,7 @@ class Manifest:
     lineage: dict[str, Any] = field(default_factory=dict)
     baseline: dict[str, Any] = field(default_factory=dict)  # training distributions, for drift
     created_at: str = ""
+    crosses: tuple[CrossSpec, ...] = ()  # derived from pairs of features; computed, not sent
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -107,7 +171,11 @@ class Manifest:
 
     @property
     def all_numeric(self) -> bool:
-        return not any(f.is_categorical for f in self.features)
+        return not any(f.is_bytes for f in self.features)
+
+    @property
+    def text_features(self) -> tuple[FeatureSpec, ...]:
+        return tuple(f for f in self.features if f.is_text)
 
     def to_json(self) -> str:
         data = {"format": FORMAT, **asdict(self)}
@@ -174,6 +242,8 @@ def _parse_feature(data: dict[str, Any], where: str) -> FeatureSpec:
             raise ManifestError(f"{where}: offset and scale must be finite")
         if numeric.clip_low > numeric.clip_high:
             raise ManifestError(f"{where}: clip_low > clip_high")
+        if n.get("bins") is not None:
+            numeric = replace(numeric, bins=_parse_bins(n["bins"], numeric, f"{where}.numeric.bins"))
     if data.get("categorical") is not None:
         c = data["categorical"]
         cats = tuple(str(v) for v in _require(c, "categories", f"{where}.categorical"))
@@ -187,8 +257,12 @@ def _parse_feature(data: dict[str, Any], where: str) -> FeatureSpec:
             unknown_value=_float(c.get("unknown_value", "nan"), f"{where}.categorical.unknown_value"),
             impute=c.get("impute"),
         )
-        if categorical.encoding not in ("onehot", "ordinal"):
-            raise ManifestError(f"{where}: encoding must be 'onehot' or 'ordinal'")
+        if categorical.encoding not in ("onehot", "ordinal", "none"):
+            raise ManifestError(f"{where}: encoding must be 'onehot', 'ordinal' or 'none'")
+        if categorical.encoding == "none" and (
+            categorical.unknown != "ignore" or categorical.drop is not None or categorical.impute is not None
+        ):
+            raise ManifestError(f"{where}: encoding 'none' writes no column: unknown must be 'ignore', drop and impute unset")
         if categorical.unknown not in ("error", "ignore"):
             raise ManifestError(f"{where}: unknown must be 'error' or 'ignore'")
         if categorical.drop is not None and not 0 <= categorical.drop < len(cats):
@@ -197,12 +271,20 @@ def _parse_feature(data: dict[str, Any], where: str) -> FeatureSpec:
         raise ManifestError(f"{where}: a categorical feature needs a 'categorical' section")
     if ftype in ("numeric", "binary") and numeric is None:
         numeric = NumericSpec()
+    text = None
     if ftype == "text":
-        raise ManifestError(f"{where}: text features are not served by this version")
+        t = data.get("text")
+        if not isinstance(t, dict) or not isinstance(t.get("input_name"), str) or not t["input_name"]:
+            raise ManifestError(f"{where}: a text feature needs a 'text' section with its ONNX 'input_name'")
+        text = TextSpec(input_name=t["input_name"], lowercase=bool(t.get("lowercase", False)))
+        if numeric is not None or categorical is not None:
+            raise ManifestError(f"{where}: a text feature has no 'numeric' or 'categorical' section")
     column = _require(data, "column", where)
     if not isinstance(column, int) or column < 0:
         raise ManifestError(f"{where}: column must be a non-negative integer")
-    return FeatureSpec(name=str(name), type=ftype, column=column, numeric=numeric, categorical=categorical)
+    return FeatureSpec(
+        name=str(name), type=ftype, column=column, numeric=numeric, categorical=categorical, text=text
+    )
 
 
 def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manifest:
@@ -226,7 +308,11 @@ def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manif
         input_width=int(_require(m, "input_width", f"{source}: model")),
         outputs=dict(_require(m, "outputs", f"{source}: model")),
     )
-    _check_columns(features, model.input_width, source)
+    crosses = _parse_crosses(data.get("crosses") or [], features, source)
+    _check_columns((*features, *crosses), model.input_width, source)
+    text_inputs = [f.text.input_name for f in features if f.text is not None]
+    if len(set(text_inputs)) != len(text_inputs) or model.input_name in text_inputs:
+        raise ManifestError(f"{source}: text features' input names must be distinct and differ from model.input_name")
     expected = {"value"} if task == "regression" else {"label", "probabilities"}
     if set(model.outputs) != expected:
         raise ManifestError(f"{source}: model.outputs must name {sorted(expected)} for task '{task}'")
@@ -244,11 +330,61 @@ def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manif
         lineage=data.get("lineage") or {},
         baseline=data.get("baseline") or {},
         created_at=data.get("created_at", ""),
+        crosses=crosses,
     )
 
 
-def _check_columns(features: tuple[FeatureSpec, ...], width: int, source: str) -> None:
-    """Every model input column is written by exactly one feature."""
+def _parse_bins(value: Any, numeric: NumericSpec, where: str) -> tuple[float, ...]:
+    if not isinstance(value, list):
+        raise ManifestError(f"{where}: expected a list of bin edges, got {value!r}")
+    bins = tuple(_float(v, f"{where}[{i}]") for i, v in enumerate(value))
+    if not all(math.isfinite(b) for b in bins) or any(a >= b for a, b in itertools.pairwise(bins)):
+        raise ManifestError(f"{where}: bin edges must be finite and strictly increasing")
+    if numeric.allow_nan:
+        raise ManifestError(f"{where}: a binned feature has no bin for NaN: impute it or set allow_nan false")
+    return bins
+
+
+def _parse_crosses(raw: Any, features: tuple[FeatureSpec, ...], source: str) -> tuple[CrossSpec, ...]:
+    if not isinstance(raw, list):
+        raise ManifestError(f"{source}: 'crosses' must be a list")
+    by_name = {f.name: f for f in features}
+    crosses: list[CrossSpec] = []
+    for i, c in enumerate(raw):
+        base = where = f"{source}: crosses[{i}]"
+        if not isinstance(c, dict):
+            raise ManifestError(f"{where}: expected an object")
+        name = str(_require(c, "name", where))
+        where = f"{where} ('{name}')"
+        if name in by_name or name in {x.name for x in crosses}:
+            raise ManifestError(f"{where}: name is already used by a feature or another cross")
+        inputs = _require(c, "inputs", where)
+        if not isinstance(inputs, list) or len(inputs) != 2 or inputs[0] == inputs[1]:
+            raise ManifestError(f"{where}.inputs: must name two different features, got {inputs!r}")
+        for parent in inputs:
+            f = by_name.get(parent)
+            if f is None:
+                raise ManifestError(f"{where}.inputs: '{parent}' is not a feature")
+            if f.type != "categorical":
+                raise ManifestError(f"{where}.inputs: '{parent}' is {f.type}; a cross reads categorical features only")
+        separator = c.get("separator", "|")
+        if not isinstance(separator, str):
+            raise ManifestError(f"{where}.separator: must be a string")
+        # the categorical section follows the feature rules, with what the kernel's cross supports
+        spec = _parse_feature(
+            {"name": name, "type": "categorical", "column": _require(c, "column", where),
+             "categorical": _require(c, "categorical", where)},
+            base,
+        )
+        cat = spec.categorical
+        if cat.encoding != "onehot" or cat.unknown != "ignore" or cat.impute is not None:
+            raise ManifestError(f"{where}.categorical: a cross is one-hot with unknown 'ignore' and no impute")
+        crosses.append(CrossSpec(name, (str(inputs[0]), str(inputs[1])), spec.column, cat, separator))
+    return tuple(crosses)
+
+
+def _check_columns(features: tuple[FeatureSpec | CrossSpec, ...], width: int, source: str) -> None:
+    """Every model input column is written by exactly one feature or cross."""
     owner: dict[int, str] = {}
     for f in features:
         for col in range(f.column, f.column + f.width):

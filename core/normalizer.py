@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from onyxserve.core.manifest import FeatureSpec, Manifest, NumericSpec
+from onyxserve.core.manifest import CrossSpec, FeatureSpec, Manifest, NumericSpec
+from onyxserve.core.text import TextValueError, decode_text
 
 
 class FeatureValueError(ValueError):
@@ -32,7 +33,7 @@ class RowBlock:
     feature order (only for models whose features are all numeric).
     ``columns``: form B, one entry per manifest feature: a 1-D float32/float64 array of
     ``n_rows`` for numeric/binary features, a V2 BYTES buffer (bytes or memoryview) holding
-    ``n_rows`` elements for categorical features.
+    ``n_rows`` elements for categorical features (crosses are derived from these, never sent).
     Exactly one of the two is set.
     """
 
@@ -42,8 +43,8 @@ class RowBlock:
 
 
 _INF, _NAN, _UNKNOWN, _TRUNC_PREFIX, _TRUNC_ELEMENT, _COUNT = range(1, 7)  # _normalize ST_*
-_NUMERIC, _ONEHOT, _ORDINAL = 0, 1, 2
-_IMPUTE, _ALLOW_NAN, _UNKNOWN_ERROR, _SKETCH = 1, 2, 4, 8
+_NUMERIC, _ONEHOT, _ORDINAL, _INPUT = 0, 1, 2, 3
+_IMPUTE, _ALLOW_NAN, _UNKNOWN_ERROR, _SKETCH, _BINNED = 1, 2, 4, 8, 16
 
 
 class FeatureNormalizer:
@@ -58,7 +59,11 @@ class FeatureNormalizer:
     last edge, NaN. For a categorical feature the value is ignored (use None); its counts are
     one slot per category plus one for unknown (a missing, empty value counts as unknown).
     A batch rejected with FeatureValueError leaves the counts unchanged. With sketches, calls
-    on one normalizer must not run concurrently (the counts are plain integers).
+    on one normalizer must not run concurrently (the counts are plain integers). A binned
+    feature's sketch counts its raw value like any numeric one.
+
+    ``crosses``: derived one-hot features written after the features of each block, from the
+    raw bytes of their two categorical inputs.
     """
 
     def __init__(
@@ -66,18 +71,24 @@ class FeatureNormalizer:
         features: Sequence[FeatureSpec],
         width: int,
         sketch_edges: Mapping[str, np.ndarray | None] | None = None,
+        crosses: Sequence[CrossSpec] = (),
     ) -> None:
         # Imported here so the reference oracle can import this module without the build.
         from onyxserve.core._normalize import CategoryTable, Plan
 
-        self.features = tuple(features)
+        # Text features bypass the kernel: their strings go to the ONNX graph (see ``texts``).
+        every = tuple(features)
+        self.text_features = tuple((j, f) for j, f in enumerate(every) if f.is_text)
+        self._core_index = [j for j, f in enumerate(every) if not f.is_text] if self.text_features else None
+        self.features = tuple(f for f in every if not f.is_text)
         self.width = int(width)
         self.n_features = n = len(self.features)
+        self.crosses = tuple(crosses)
         sketch_edges = dict(sketch_edges or {})
         unknown = set(sketch_edges) - {f.name for f in self.features}
         if unknown:
             raise ValueError(f"sketch_edges names unknown features {sorted(unknown)}")
-        _check_columns(self.features, self.width)
+        _check_columns((*self.features, *self.crosses), self.width)
 
         column = np.array([f.column for f in self.features], dtype=np.intp)
         kind = np.zeros(n, dtype=np.uint8)
@@ -88,15 +99,15 @@ class FeatureNormalizer:
         sketch = np.zeros((3, n), dtype=np.intp)  # counts offset, edges offset, n_edges
         tables: list[CategoryTable | None] = [None] * n
         edges: list[np.ndarray] = []
+        bins = np.zeros((2, n), dtype=np.intp)  # offset into bin_edges, n interior edges
+        bin_edges: list[float] = []
         slices: dict[str, slice] = {}
         n_counts = n_edges = 0
         for j, f in enumerate(self.features):
-            if f.type == "text":
-                raise ValueError(f"feature '{f.name}': text features are not supported")
             if f.categorical is not None:
                 c = f.categorical
                 tables[j] = table = CategoryTable(c.categories)
-                kind[j] = _ORDINAL if c.encoding == "ordinal" else _ONEHOT
+                kind[j] = {"ordinal": _ORDINAL, "none": _INPUT}.get(c.encoding, _ONEHOT)
                 flags[j] |= _UNKNOWN_ERROR if c.unknown == "error" else 0
                 num[4, j] = c.unknown_value
                 cat[:, j] = (
@@ -112,6 +123,10 @@ class FeatureNormalizer:
                 fill = 0.0 if s.impute is None else s.impute
                 num[:, j] = (s.offset, s.scale, s.clip_low, s.clip_high, fill)
                 flags[j] |= (_IMPUTE if s.impute is not None else 0) | (_ALLOW_NAN if s.allow_nan else 0)
+                if s.bins is not None:
+                    flags[j] |= _BINNED
+                    bins[:, j] = (len(bin_edges), len(s.bins))
+                    bin_edges += _check_bins(f.name, s)
                 if f.name in sketch_edges:
                     e = _check_edges(f.name, sketch_edges[f.name])
                     sketch[1:, j] = (n_edges, len(e))
@@ -126,21 +141,29 @@ class FeatureNormalizer:
         self._counts = np.zeros(n_counts, dtype=np.int64)
         self.sketch_counts: dict[str, np.ndarray] = {k: self._counts[s] for k, s in slices.items()}
         flat_edges = np.concatenate(edges) if edges else np.zeros(0, dtype=np.float64)
+        if n == 0:  # a model of text features only: the core has nothing to write
+            self._plan = None
+            return
         self._plan = Plan(
             [f.name for f in self.features], self.width, column, kind, flags, num, cat, tables,
-            sketch, flat_edges, self._counts,
+            sketch, flat_edges, self._counts, bins, np.array(bin_edges, dtype=np.float64),
+            _cross_params(self.crosses, self.features, CategoryTable),
         )
 
     @classmethod
     def from_manifest(
         cls, manifest: Manifest, sketch_edges: Mapping[str, np.ndarray | None] | None = None
     ) -> FeatureNormalizer:
-        return cls(manifest.features, manifest.model.input_width, sketch_edges)
+        return cls(manifest.features, manifest.model.input_width, sketch_edges, manifest.crosses)
 
     def gather(self, blocks: Sequence[RowBlock], out: np.ndarray | None = None) -> np.ndarray:
         """Normalize ``blocks`` into ``out`` (float32, C-contiguous ``[sum n_rows, width]``,
         allocated when None) and return it. FeatureValueError for a bad value, naming the
         feature and the row within its block; TypeError/ValueError for malformed arguments."""
+        if self._core_index is not None:
+            blocks = [self._core_block(b) for b in blocks]
+        if self._plan is None:
+            return np.zeros((sum(b.n_rows for b in blocks), 0), dtype=np.float32)
         result = self._plan.run(blocks, out)
         if result is None:
             raise self._value_error(blocks, self._plan.error)
@@ -148,6 +171,34 @@ class FeatureNormalizer:
 
     def gather_one(self, block: RowBlock) -> np.ndarray:
         return self.gather((block,))
+
+    def texts(self, blocks: Sequence[RowBlock]) -> dict[str, np.ndarray]:
+        """The ONNX graph's string inputs for ``blocks``: ``{input_name: object array [N, 1]}``,
+        decoded from each text feature's V2 BYTES (form B); FeatureValueError names the row."""
+        out: dict[str, np.ndarray] = {}
+        for j, f in self.text_features:
+            values: list[str] = []
+            for block in blocks:
+                if block.columns is None:
+                    raise ValueError(f"feature '{f.name}': text features need form B (one input per feature)")
+                try:
+                    values += decode_text(block.columns[j], block.n_rows, f.text.lowercase)
+                except TextValueError as exc:
+                    raise FeatureValueError(f.name, exc.row, exc.reason) from None
+            out[f.text.input_name] = np.array(values, dtype=object).reshape(-1, 1)
+        return out
+
+    def prepare(
+        self, blocks: Sequence[RowBlock], out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Everything the ONNX graph takes for ``blocks``: the normalized batch (into ``out``
+        if given, as ``gather``) and the texts."""
+        return self.gather(blocks, out), (self.texts(blocks) if self.text_features else {})
+
+    def _core_block(self, block: RowBlock) -> RowBlock:
+        if block.columns is None:  # the decoder only builds form A for all-numeric models
+            raise ValueError("a model with text features takes form B (one input per feature)")
+        return RowBlock(n_rows=block.n_rows, columns=[block.columns[j] for j in self._core_index])
 
     def reset_sketches(self) -> None:
         self._counts[:] = 0
@@ -174,7 +225,35 @@ class FeatureNormalizer:
         return FeatureValueError(f.name, row, reason)
 
 
-def _check_columns(features: Sequence[FeatureSpec], width: int) -> None:
+def _check_bins(name: str, spec: NumericSpec) -> list[float]:
+    e = np.asarray(spec.bins, dtype=np.float64)
+    if not np.isfinite(e).all() or (np.diff(e) <= 0).any():
+        raise ValueError(f"bins of '{name}' must be finite and strictly increasing")
+    if spec.allow_nan:
+        raise ValueError(f"feature '{name}': a binned feature has no bin for NaN (allow_nan must be false)")
+    return e.tolist()
+
+
+def _cross_params(crosses: Sequence[CrossSpec], features: Sequence[FeatureSpec], table_type) -> list[tuple]:
+    """(a, b, column, drop, CategoryTable, separator bytes) per cross, for the Plan."""
+    index = {f.name: j for j, f in enumerate(features)}
+    out = []
+    for x in crosses:
+        c = x.categorical
+        parents = []
+        for name in x.inputs:
+            j = index.get(name)
+            if j is None or features[j].categorical is None:
+                raise ValueError(f"cross '{x.name}': input '{name}' is not a categorical feature")
+            parents.append(j)
+        if c.encoding != "onehot" or c.unknown != "ignore" or c.impute is not None:
+            raise ValueError(f"cross '{x.name}': only one-hot with unknown 'ignore' and no imputer is supported")
+        drop = -1 if c.drop is None else c.drop
+        out.append((*parents, x.column, drop, table_type(c.categories), x.separator.encode("utf-8")))
+    return out
+
+
+def _check_columns(features: Sequence[FeatureSpec | CrossSpec], width: int) -> None:
     """The kernel writes without bounds checks: every column must be written exactly once."""
     owner = np.full(width, -1)
     for j, f in enumerate(features):

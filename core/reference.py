@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from onyxserve.core import v2bytes
-from onyxserve.core.manifest import FeatureSpec
+from onyxserve.core.manifest import CrossSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import FeatureValueError, RowBlock
 
 
@@ -25,7 +25,13 @@ def _numeric(spec, values: np.ndarray, name: str) -> np.ndarray:
             x = np.where(nan, spec.impute, x)
         elif not spec.allow_nan:
             raise FeatureValueError(name, int(np.flatnonzero(nan)[0]), "is NaN and the model has no imputer")
-    return np.clip((x - spec.offset) * spec.scale, spec.clip_low, spec.clip_high)
+    x = np.clip((x - spec.offset) * spec.scale, spec.clip_low, spec.clip_high)
+    if spec.bins is None:
+        return x[:, None]
+    # KBinsDiscretizer.transform: searchsorted over the interior edges, side='right'; one-hot
+    onehot = np.zeros((len(x), len(spec.bins) + 1), dtype=np.float64)
+    onehot[np.arange(len(x)), np.searchsorted(np.asarray(spec.bins, dtype=np.float64), x, side="right")] = 1.0
+    return onehot
 
 
 def _categorical(spec, buffer: bytes, n_rows: int, name: str) -> np.ndarray:
@@ -44,6 +50,8 @@ def _categorical(spec, buffer: bytes, n_rows: int, name: str) -> np.ndarray:
         if code < 0 and spec.unknown == "error":
             raise FeatureValueError(name, row, f"unknown category {v!r}")
         codes[row] = code
+    if spec.encoding == "none":
+        return np.zeros((n_rows, 0), dtype=np.float64)
     if spec.encoding == "ordinal":
         return np.where(codes >= 0, codes, spec.unknown_value).astype(np.float64)[:, None]
     onehot = np.zeros((n_rows, len(spec.categories)), dtype=np.float64)
@@ -54,9 +62,28 @@ def _categorical(spec, buffer: bytes, n_rows: int, name: str) -> np.ndarray:
     return onehot
 
 
-def normalize_reference(features: Sequence[FeatureSpec], width: int, blocks: Sequence[RowBlock]) -> np.ndarray:
+def _cross(cross: CrossSpec, parents: Sequence[bytes | memoryview]) -> np.ndarray:
+    """One-hot of ``a + separator + b`` over the raw bytes (the inputs are already validated)."""
+    spec = cross.categorical
+    index = {c.encode("utf-8"): i for i, c in enumerate(spec.categories)}
+    sep = cross.separator.encode("utf-8")
+    a, b = (v2bytes.decode(p) for p in parents)
+    onehot = np.zeros((len(a), len(spec.categories)), dtype=np.float64)
+    for row, (x, y) in enumerate(zip(a, b)):
+        code = index.get(bytes(x) + sep + bytes(y), -1)
+        if code >= 0:
+            onehot[row, code] = 1.0
+    if spec.drop is not None:
+        onehot = np.delete(onehot, spec.drop, axis=1)
+    return onehot
+
+
+def normalize_reference(
+    features: Sequence[FeatureSpec], width: int, blocks: Sequence[RowBlock], crosses: Sequence[CrossSpec] = ()
+) -> np.ndarray:
     """Gather and normalize ``blocks`` into a new float32 ``[rows, width]`` matrix."""
     parts = []
+    index = {f.name: j for j, f in enumerate(features)}
     for block in blocks:
         out = np.empty((block.n_rows, width), dtype=np.float64)
         for j, f in enumerate(features):
@@ -66,6 +93,9 @@ def normalize_reference(features: Sequence[FeatureSpec], width: int, blocks: Seq
                 )
             else:
                 src = block.matrix[:, j] if block.matrix is not None else block.columns[j]
-                out[:, f.column] = _numeric(f.numeric, np.asarray(src).reshape(-1), f.name)
+                out[:, f.column : f.column + f.width] = _numeric(f.numeric or NumericSpec(), np.asarray(src).reshape(-1), f.name)
+        for x in crosses:
+            parents = [block.columns[index[name]] for name in x.inputs]
+            out[:, x.column : x.column + x.width] = _cross(x, parents)
         parts.append(out)
     return np.concatenate(parts).astype(np.float32)

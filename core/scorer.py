@@ -52,11 +52,11 @@ class OnnxScorer:
         self.session = ort.InferenceSession(
             onnx_bytes, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
         )
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1 or inputs[0].name != manifest.model.input_name:
+        expected = [manifest.model.input_name, *(f.text.input_name for f in manifest.text_features)]
+        inputs = [i.name for i in self.session.get_inputs()]
+        if sorted(inputs) != sorted(expected):
             raise ModelLoadError(
-                f"{manifest.name}/{manifest.version}: ONNX inputs {[i.name for i in inputs]} "
-                f"do not match manifest input '{manifest.model.input_name}'"
+                f"{manifest.name}/{manifest.version}: ONNX inputs {inputs} do not match the manifest's {expected}"
             )
         onnx_outputs = {o.name for o in self.session.get_outputs()}
         missing = set(manifest.model.outputs.values()) - onnx_outputs
@@ -65,13 +65,17 @@ class OnnxScorer:
         self._served_names = list(manifest.model.outputs)
         self._onnx_names = [manifest.model.outputs[n] for n in self._served_names]
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Run the estimator on a normalized float32 ``[N, input_width]`` batch.
+    def run(self, batch: np.ndarray, texts: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Run the estimator on a normalized float32 ``[N, input_width]`` batch (plus, for text
+        features, their ``[N, 1]`` string arrays: ``FeatureNormalizer.texts``).
 
         Returns served outputs: ``label`` ``[N]`` and ``probabilities`` ``[N, C]`` float32,
         or ``value`` ``[N]`` float32.
         """
-        results = self.session.run(self._onnx_names, {self.manifest.model.input_name: batch})
+        feeds = {self.manifest.model.input_name: batch}
+        if texts:
+            feeds.update(texts)
+        results = self.session.run(self._onnx_names, feeds)
         out = dict(zip(self._served_names, results))
         if "value" in out:
             out["value"] = np.ascontiguousarray(out["value"], dtype=np.float32).reshape(-1)
@@ -84,7 +88,7 @@ class OnnxScorer:
         """Normalize and run: the whole offline path in one call. ``out``: a float32
         ``[rows, input_width]`` batch matrix to normalize into (reused by batch prediction);
         ORT copies its outputs, so ``out`` is free again when this returns."""
-        return self.run(self.normalizer.gather(blocks, out))
+        return self.run(*self.normalizer.prepare(blocks, out))
 
 
 def load_version(version_dir: str | Path, *, intra_op_threads: int | None = None, sketch_edges=None) -> OnnxScorer:

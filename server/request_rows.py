@@ -30,7 +30,8 @@ class RowDecoder:
         self.model = f"{manifest.name}/{manifest.version}"
         self.names = manifest.feature_names
         self.index = {name: i for i, name in enumerate(self.names)}
-        self.categorical = tuple(f.is_categorical for f in manifest.features)
+        self.categorical = tuple(f.is_bytes for f in manifest.features)  # sent as BYTES
+        self.kinds = tuple(f.type for f in manifest.features)
         self.all_numeric = manifest.all_numeric
 
     def decode(self, tensors: Sequence[Tensor]) -> RowBlock:
@@ -43,7 +44,7 @@ class RowDecoder:
         if not self.all_numeric:
             cats = [n for n, c in zip(self.names, self.categorical) if c]
             raise InvalidInput(
-                f"input '{t.name}' is not a feature of {self.model}; this model has categorical features "
+                f"input '{t.name}' is not a feature of {self.model}; this model has categorical or text features "
                 f"{cats}, so send one input per feature: {list(self.names)}"
             )
         if t.datatype not in _FLOAT_TYPES:
@@ -77,7 +78,9 @@ class RowDecoder:
                 raise InvalidInput(f"input '{t.name}': has {t.shape[0]} rows, other inputs have {n_rows}")
             if self.categorical[j]:
                 if t.datatype != "BYTES":
-                    raise InvalidInput(f"input '{t.name}': categorical feature, expected BYTES, got {t.datatype}")
+                    raise InvalidInput(
+                        f"input '{t.name}': {self.kinds[j]} feature, expected BYTES, got {t.datatype}"
+                    )
                 columns[j] = t.data
             else:
                 columns[j] = _numeric_column(t)

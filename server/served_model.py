@@ -66,26 +66,26 @@ class ServedModel:
         failed: dict[int, Exception] = {}
         started = time.perf_counter_ns()
         try:
-            batch = normalizer.gather(blocks)
+            batch, texts = normalizer.prepare(blocks)
         except FeatureValueError:
             good = []
             for i, block in enumerate(blocks):
                 try:
-                    normalizer.gather_one(block)
+                    normalizer.prepare((block,))
                     good.append(block)
                 except FeatureValueError as exc:
                     failed[i] = InvalidInput(f"model '{self.name}' input {exc}")
             if not good:
                 return BatchResult({}, failed)
-            batch = normalizer.gather(good)
+            batch, texts = normalizer.prepare(good)
         normalized = time.perf_counter_ns()
-        outputs = self.scorer.run(batch)
+        outputs = self.scorer.run(batch, texts)
         return BatchResult(outputs, failed, normalized - started, time.perf_counter_ns() - normalized)
 
     def _describe_inputs(self) -> tuple[TensorInfo, ...]:
         features = self.manifest.features
         per_feature = tuple(
-            TensorInfo(f.name, "BYTES" if f.is_categorical else "FP32", (-1,)) for f in features
+            TensorInfo(f.name, "BYTES" if f.is_bytes else "FP32", (-1,)) for f in features
         )
         if self.manifest.all_numeric:
             return (TensorInfo(MATRIX_INPUT, "FP32", (-1, len(features))),)

@@ -2,7 +2,8 @@
 
 Computed on the export sample, in raw (client) units, because raw values are what the server
 sees and what drift monitoring watches. Numeric: quantile-based histogram edges and counts,
-quantiles, missing rate. Categorical: category frequencies, unknown and missing rates.
+quantiles, missing rate. Categorical: category frequencies, unknown and missing rates. Text: the
+summary of its length in characters and the rate of empty values.
 Predictions: label frequencies and probability histograms, or a value histogram.
 """
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from onyxserve.core.manifest import Manifest
+from onyxserve.training.recipe_steps import text_str
 from onyxserve.training.sklearn_split import category_str
 
 BINS = 10
@@ -84,7 +86,14 @@ def compute_baseline(manifest: Manifest, frame: pd.DataFrame, scores: dict[str, 
     features: dict[str, Any] = {}
     for f in manifest.features:
         series = frame[f.name]
-        if f.is_categorical:
+        if f.is_text:  # the length in characters is what a text's drift can be watched by cheaply
+            texts = [text_str(v) for v in series.tolist()]
+            features[f.name] = {
+                "type": "text",
+                "empty_rate": sum(not t for t in texts) / len(texts) if texts else 0.0,
+                "length": numeric_summary(np.array([len(t) for t in texts], dtype=np.float64)),
+            }
+        elif f.is_categorical:
             features[f.name] = {
                 "type": "categorical",
                 **categorical_summary([category_str(v) for v in series.tolist()], f.categorical.categories),

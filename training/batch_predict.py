@@ -183,8 +183,8 @@ def _empty_schema(manifest: Manifest, row_id: str | None) -> pa.Schema:
 def input_columns(manifest: Manifest, row_id: str | None, extra: Sequence[str] = ()) -> dict[str, Any]:
     """What ``open_source`` must read for this model: columns and their declared CSV types."""
     features = list(manifest.feature_names)
-    strings = [f.name for f in manifest.features if f.is_categorical]
-    floats = [f.name for f in manifest.features if not f.is_categorical]
+    strings = [f.name for f in manifest.features if f.is_bytes]
+    floats = [f.name for f in manifest.features if not f.is_bytes]
     columns = [*([row_id] if row_id else []), *features, *extra]
     if row_id:
         strings.append(row_id)

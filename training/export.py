@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 
-from onyxserve.core.manifest import Manifest, ModelSpec
+from onyxserve.core.manifest import FeatureSpec, Manifest, ModelSpec
 from onyxserve.core.model_store import (
     CONFIG_FILE,
     MANIFEST_FILE,
@@ -39,7 +39,7 @@ from onyxserve.core.scorer import OnnxScorer
 from onyxserve.training.baseline import compute_baseline
 from onyxserve.training.export_errors import ExportError
 from onyxserve.training.onnx_convert import convert_estimator
-from onyxserve.training.parity import ParityReport, Scores, check_parity, probe_missing
+from onyxserve.training.parity import ParityReport, Scores, check_parity, probe_feature, probe_missing
 from onyxserve.training.sklearn_split import Split, flatten, split_pipeline
 
 __all__ = ["DEFAULT_CONFIG", "ExportError", "ExportResult", "export_model"]
@@ -100,7 +100,9 @@ def export_model(
     predict = _predictor(estimator, input_names, classifier)
     labels = _labels(split.estimator) if classifier else None
     task = "regression" if not classifier else ("binary" if len(labels) == 2 else "multiclass")
-    converted = convert_estimator(split.estimator, split.input_width, classifier)
+    converted = convert_estimator(
+        split.estimator, split.input_width, classifier, texts=split.texts, order=split.order
+    )
     manifest = Manifest(
         name=name,
         version=str(int(version)) if version is not None else next_version(repository, name),
@@ -115,6 +117,7 @@ def export_model(
         ),
         labels=labels,
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        crosses=split.crosses,
     )
     manifest, warnings = _settle_missing(manifest, converted.onnx_bytes, frame, predict)
     scorer = _scorer(manifest, converted.onnx_bytes)
@@ -265,13 +268,21 @@ def _settle_missing(
     (seen: skl2onnx with RandomForest/ExtraTrees) gets NaN rejected at serving, with a warning."""
     failures = probe_missing(manifest.task, _scorer(manifest, onnx_bytes), frame, predict)
     rejected: list[str] = []
+    nudges: list[str] = []
     features = list(manifest.features)
     for i, f in enumerate(features):
         problem = failures.get(f.name)
         if problem is None:
             continue
         if f.numeric.impute is not None:
-            raise ExportError(f"feature '{f.name}': the folded imputation does not reproduce the pipeline: {problem}")
+            nudged = _nudge_impute(manifest, onnx_bytes, frame, predict, i)
+            if nudged is None:
+                raise ExportError(
+                    f"feature '{f.name}': the folded imputation does not reproduce the pipeline: {problem}"
+                )
+            features[i] = nudged
+            nudges.append(f.name)
+            continue
         if frame[f.name].isna().any():
             raise ExportError(
                 f"feature '{f.name}' has missing values in the sample, but the ONNX model does not handle NaN"
@@ -279,14 +290,41 @@ def _settle_missing(
             )
         features[i] = replace(f, numeric=replace(f.numeric, allow_nan=False))
         rejected.append(f.name)
-    warnings = ()
+    warnings: tuple[str, ...] = ()
+    if nudges:
+        warnings += (
+            f"the imputed value of {', '.join(repr(n) for n in nudges)} sits on a tree split threshold; it is"
+            " served one float32 step to the side scikit-learn's float64 arithmetic puts it on",
+        )
     if rejected:
         names = ", ".join(f"'{n}'" for n in rejected[:6]) + (f" and {len(rejected) - 6} more" if len(rejected) > 6 else "")
-        warnings = (
+        warnings += (
             f"the ONNX model does not reproduce the estimator's handling of NaN for {len(rejected)} feature(s)"
             f" ({names}), so the server will reject NaN there; impute in the pipeline to accept it",
         )
     return replace(manifest, features=tuple(features)), warnings
+
+
+def _nudge_impute(
+    manifest: Manifest, onnx_bytes: bytes, frame: pd.DataFrame, predict, index: int
+) -> FeatureSpec | None:
+    """A folded median often lands exactly on a tree's split threshold (both are midpoints of
+    two training values). scikit-learn then decides by the last bit of its float64 arithmetic,
+    while the core's float32 output equals the float32 threshold and always goes left. Try the
+    float32 neighbours of the normalized imputed value; keep the one the NaN probe accepts."""
+    f = manifest.features[index]
+    s = f.numeric
+    served = np.float32(np.clip((s.impute - s.offset) * s.scale, s.clip_low, s.clip_high))
+    for direction in (np.inf, -np.inf):
+        target = float(np.nextafter(served, np.float32(direction)))
+        candidate = replace(f, numeric=replace(s, impute=target / s.scale + s.offset))
+        c = candidate.numeric
+        if np.float32(np.clip((c.impute - c.offset) * c.scale, c.clip_low, c.clip_high)) != np.float32(target):
+            continue  # the inverse did not land on the neighbour (clipped, or scale 0)
+        trial = replace(manifest, features=(*manifest.features[:index], candidate, *manifest.features[index + 1 :]))
+        if probe_feature(manifest.task, _scorer(trial, onnx_bytes), frame, predict, f.name) is None:
+            return candidate
+    return None
 
 
 # ---- lineage, writing --------------------------------------------------------------------

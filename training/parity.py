@@ -26,6 +26,7 @@ from onyxserve.core.manifest import Manifest
 from onyxserve.core.normalizer import FeatureValueError, RowBlock
 from onyxserve.core.scorer import OnnxScorer
 from onyxserve.training.export_errors import ExportError
+from onyxserve.training.recipe_steps import text_str
 from onyxserve.training.sklearn_split import category_str
 
 PROBA_ATOL = 1e-5
@@ -71,7 +72,9 @@ def row_block(manifest: Manifest, frame: pd.DataFrame) -> RowBlock:
     columns: list[np.ndarray | bytes] = []
     for f in manifest.features:
         series = frame[f.name]
-        if f.is_categorical:
+        if f.is_text:
+            columns.append(v2bytes.encode(text_str(v) for v in series.tolist()))
+        elif f.is_categorical:
             columns.append(v2bytes.encode(category_str(v) for v in series.tolist()))
         else:
             columns.append(np.ascontiguousarray(series.to_numpy(dtype=np.float64, na_value=np.nan)))
@@ -180,18 +183,23 @@ def probe_missing(
 ) -> dict[str, str | None]:
     """For each numeric feature the served model accepts NaN in, score the first ``rows`` sample
     rows with that feature set to NaN both ways; returns feature -> failure message or None."""
-    head = frame.iloc[:rows]
-    results: dict[str, str | None] = {}
-    for f in scorer.manifest.features:
-        if f.numeric is None or not (f.numeric.allow_nan or f.numeric.impute is not None):
-            continue
-        probe = head.copy()
-        probe[f.name] = np.nan
-        try:
-            check_parity(task, scorer, probe, predict, what=f"NaN probe of '{f.name}', row")
-            results[f.name] = None
-        except ExportError as exc:
-            results[f.name] = str(exc)
-        except Exception as exc:  # the pipeline itself cannot take NaN there
-            results[f.name] = f"the pipeline cannot score NaN in '{f.name}': {exc}"
-    return results
+    return {
+        f.name: probe_feature(task, scorer, frame, predict, f.name, rows)
+        for f in scorer.manifest.features
+        if f.numeric is not None and (f.numeric.allow_nan or f.numeric.impute is not None)
+    }
+
+
+def probe_feature(
+    task: str, scorer: OnnxScorer, frame: pd.DataFrame, predict: Predict, name: str, rows: int = 8
+) -> str | None:
+    """The NaN probe of one feature: None when both ways agree, else why not."""
+    probe = frame.iloc[:rows].copy()
+    probe[name] = np.nan
+    try:
+        check_parity(task, scorer, probe, predict, what=f"NaN probe of '{name}', row")
+        return None
+    except ExportError as exc:
+        return str(exc)
+    except Exception as exc:  # the pipeline itself cannot take NaN there
+        return f"the pipeline cannot score NaN in '{name}': {exc}"

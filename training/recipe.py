@@ -43,10 +43,15 @@ their own steps too.
 Rare folding: categories below ``min_count`` (or past ``max_categories``) and categories never seen
 in training share one bucket, ``__rare__``, encoded as the all-zero row of the one-hot block.
 
-What can be served (``serving_problems``): impute, clip, normalize and onehot fold into the
-compiled core (see ``sklearn_split``). ``quantile_bin``, ``text`` and ``cartesian`` train fine but
-the export refuses them -- the core has no binning, no text features, and derives no features from
-two raw ones -- with a message naming the attribute and step.
+What can be served (``serving_problems``): impute, clip, normalize, quantile_bin and onehot fold
+into the compiled core (see ``sklearn_split``): a binned attribute is served as the one-hot of its
+bin (the fitted KBinsDiscretizer edges, after impute and clip). ``text`` runs inside the ONNX graph
+(tokenizer, n-grams, tf-idf; see ``onnx_text``), the server lowercasing first when asked. A
+``cartesian`` of two CATEGORICAL attributes is served as a manifest cross: the core joins the raw
+values the client sends (missing as "") and looks the key up in the kept categories; an attribute
+used only by a cartesian is still a client input. A cartesian with a BINARY attribute trains but is
+refused at export (the client sends BINARY as a number, training joins its str() form), with a
+message naming the cartesian and the attribute.
 """
 
 from __future__ import annotations
@@ -69,8 +74,6 @@ STEPS_FOR = {
     AttributeType.TEXT: {"text"},
 }
 UNSERVABLE = {
-    "quantile_bin": "the serving core has no binning; use normalize (or clip) instead",
-    "text": "the serving core has no text features; drop the attribute to export",
 }
 MISSING_CATEGORY = "__missing__"
 
@@ -191,7 +194,8 @@ class Recipe:
                     )
         if not steps and not self.cartesian:
             raise TrainingError("the recipe leaves no feature for the model", where="recipe", key="features")
-        return Plan(steps, {n: schema.attributes[n] for n in steps}, self.cartesian)
+        crossed = {c: schema.attributes[c] for cross in self.cartesian for c in cross.columns}
+        return Plan(steps, {n: schema.attributes[n] for n in steps}, self.cartesian, crossed)
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,7 @@ class Plan:
     steps: Mapping[str, tuple[Step, ...]]  # attribute -> its steps, in datasource order
     types: Mapping[str, AttributeType]
     cartesian: tuple[Cartesian, ...]
+    cartesian_types: Mapping[str, AttributeType] = field(default_factory=dict)  # of their columns
 
     @property
     def inputs(self) -> list[str]:
@@ -218,10 +223,13 @@ class Plan:
                         f"attribute {name!r}: recipe step {step.kind!r} cannot be served: {UNSERVABLE[step.kind]}"
                     )
         for cross in self.cartesian:
-            problems.append(
-                f"cartesian {cross.name!r} cannot be served: the server receives raw features and the core"
-                " cannot derive a feature from two of them; remove it from the recipe to export"
-            )
+            for col in cross.columns:
+                if self.cartesian_types.get(col) is AttributeType.BINARY:
+                    problems.append(
+                        f"cartesian {cross.name!r} cannot be served: attribute {col!r} is BINARY, which the client"
+                        " sends as a number while training joins its text form; cross CATEGORICAL attributes"
+                        " (declare it CATEGORICAL in the schema) or remove the cartesian to export"
+                    )
         return problems
 
     def to_dict(self) -> dict[str, Any]:

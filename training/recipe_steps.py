@@ -9,9 +9,11 @@
   seen in training -- share one bucket, the all-zero row. That bucket is the ``__rare__``
   category (a one-hot column for it would be redundant with the zero row); the core serves it as
   "unknown -> ignore", so the folding is reproduced exactly without infrequent-category support.
-- ``TextCleaner`` (missing -> "", optional lowercase / punctuation removal) and
-  ``CartesianJoiner`` (two categoricals -> one "a|b" category) run in training only: the export
-  refuses them, because the core has no text features and receives raw features only.
+- ``CartesianJoiner`` (two categoricals -> one "a|b" category, a missing part as "") is folded
+  by the export into a manifest cross: the core joins the raw values the client sends the same
+  way and one-hot encodes the key with the encoder after it (unknown -> the ``__rare__`` row).
+- ``TextCleaner`` (missing -> "", optional lowercase / punctuation removal) runs in training
+  only: the export refuses it, because the core has no text features.
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ class TextCleaner(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> list[str]:
         out = []
         for v in np.asarray(X, dtype=object).reshape(-1):
-            s = "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            s = text_str(v)
             if self.lowercase:
                 s = s.lower()
             if self.no_punct:
@@ -117,6 +119,11 @@ class TextCleaner(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         return np.asarray(input_features if input_features is not None else ["text"], dtype=object)
+
+
+def text_str(value: Any) -> str:
+    """A text value as a client sends it: missing (None/NaN) is the empty string."""
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
 
 
 class CartesianJoiner(TransformerMixin, BaseEstimator):

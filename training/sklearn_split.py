@@ -9,7 +9,14 @@ The walk keeps one state per column of the matrix flowing through the pipeline:
 
 - ``Raw``: an input column as the client sends it, perhaps imputed;
 - ``Num``: a numeric column after affine/clip steps (a ``Chain`` in canonical form);
-- ``Cat``: output column ``index`` of a categorical encoding of one input column.
+- ``Cat``: output column ``index`` of a categorical encoding of one input column;
+- ``Bin``: output column ``index`` of the one-hot bin (KBinsDiscretizer) of a numeric column;
+- ``Joined``: two raw categorical input columns joined ``a|b`` (recipe_steps.CartesianJoiner);
+- ``Crossed``: output column ``index`` of the one-hot encoding of a ``Joined`` column, served
+  as a manifest cross computed from the two raw inputs.
+- ``CleanText``: a text column after ``TextCleaner`` (lowercase / punctuation removal);
+- ``Txt``: output column ``index`` of a word vectorizer over one text column. These columns are
+  not the core's: the vectorizer runs inside the ONNX graph (``onnx_text``), fed the raw string.
 
 A step the core cannot run exactly is refused with an ExportError naming the step.
 """
@@ -30,6 +37,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import (
     FunctionTransformer,
+    KBinsDiscretizer,
     MaxAbsScaler,
     MinMaxScaler,
     OneHotEncoder,
@@ -38,8 +46,10 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from onyxserve.core.manifest import CategoricalSpec, FeatureSpec, NumericSpec
+from onyxserve.core.manifest import CategoricalSpec, CrossSpec, FeatureSpec, NumericSpec, TextSpec
 from onyxserve.training.export_errors import ExportError
+from onyxserve.training.onnx_text import VECTORIZERS, TextPart, text_part
+from onyxserve.training.recipe_steps import CartesianJoiner, TextCleaner
 
 INF = math.inf
 
@@ -107,7 +117,45 @@ class Cat:
     index: int  # which output column of the encoding
 
 
-Col = Raw | Num | Cat
+@dataclass(frozen=True)
+class Bin:
+    feature: str
+    chain: Chain  # the value that is binned
+    edges: tuple[float, ...]  # interior edges, in the chain's output units
+    index: int  # which one-hot column of the bins
+
+
+@dataclass(frozen=True)
+class Joined:
+    feature: str  # the cross's name, "a_x_b"
+    inputs: tuple[str, str]
+    separator: str
+
+
+@dataclass(frozen=True)
+class Crossed:
+    feature: str
+    inputs: tuple[str, str]
+    separator: str
+    spec: CategoricalSpec
+    index: int
+
+
+@dataclass(frozen=True)
+class CleanText:
+    feature: str
+    lowercase: bool
+    no_punct: bool
+
+
+@dataclass(frozen=True)
+class Txt:
+    feature: str
+    part: TextPart
+    index: int  # which output column of the vectorizer
+
+
+Col = Raw | Num | Cat | Bin | Joined | Crossed | CleanText | Txt
 
 
 def category_str(value: Any) -> str:
@@ -153,6 +201,16 @@ def _to_chain(col: Col, step: str) -> Chain:
         if isinstance(col.impute, (str, bytes)):
             raise ExportError(f"step {step}: column '{col.feature}' holds categories, not numbers")
         return Chain(impute=float(col.impute))
+    if isinstance(col, Bin):
+        raise ExportError(
+            f"step {step}: transforms the one-hot bin columns of feature '{col.feature}', which the serving"
+            " core cannot do; bin last"
+        )
+    if isinstance(col, (CleanText, Txt)):
+        raise ExportError(
+            f"step {step}: transforms text feature '{col.feature}' as numbers; only a word vectorizer"
+            " (CountVectorizer/TfidfVectorizer) may follow a text column, as the estimator's input"
+        )
     raise ExportError(
         f"step {step}: scales the encoded columns of categorical feature '{col.feature}', which the"
         " serving core cannot do; scale numeric columns only (e.g. inside the ColumnTransformer)"
@@ -160,7 +218,7 @@ def _to_chain(col: Col, step: str) -> Chain:
 
 
 def _affine(col: Col, m: float, s: float, step: str) -> Col:
-    if isinstance(col, Cat) and m == 0.0 and s == 1.0:
+    if isinstance(col, (Cat, Bin, Crossed)) and m == 0.0 and s == 1.0:
         return col
     return Num(col.feature, _to_chain(col, step).then_affine(float(m), float(s)))
 
@@ -172,10 +230,16 @@ def _clip(col: Col, a: float, b: float, step: str) -> Col:
             values.append(col.spec.unknown_value)
         if a <= min(values) and b >= max(values):
             return col  # the bounds cannot bite
+    if isinstance(col, (Bin, Crossed)) and a <= 0.0 and b >= 1.0:
+        return col
     return Num(col.feature, _to_chain(col, step).then_clip(float(a), float(b)))
 
 
 def _impute(col: Col, value: Any, step: str) -> Col:
+    if isinstance(col, (Bin, Joined, Crossed)):
+        return col  # one-hot columns and joined strings are never missing
+    if isinstance(col, (CleanText, Txt)):
+        raise ExportError(f"step {step}: imputes text feature '{col.feature}'; missing text is served as ''")
     if isinstance(col, Raw):
         return col if col.impute is not None else Raw(col.feature, value)
     if isinstance(col, Cat):
@@ -188,6 +252,13 @@ def _impute(col: Col, value: Any, step: str) -> Col:
 
 
 def _encode(col: Col, spec: CategoricalSpec, step: str) -> list[Col]:
+    if isinstance(col, Joined):
+        if spec.encoding != "onehot" or spec.unknown != "ignore":
+            raise ExportError(
+                f"step {step}: encodes cartesian '{col.feature}' {spec.encoding} with unknown '{spec.unknown}';"
+                " the serving core one-hot encodes a cross with handle_unknown='ignore' only"
+            )
+        return [Crossed(col.feature, col.inputs, col.separator, spec, i) for i in range(spec.width)]
     if not isinstance(col, Raw):
         raise ExportError(f"step {step}: encodes feature '{col.feature}' after it was already transformed")
     if col.impute is not None:
@@ -331,6 +402,59 @@ def _category_table(cats: Sequence[Any], col: Col, where: str) -> tuple[str, ...
     return table
 
 
+def _kbins(step: KBinsDiscretizer, cols: list[Col], where: str) -> list[Col]:
+    """KBinsDiscretizer.transform is ``searchsorted(bin_edges_[j][1:-1], x, side='right')`` then
+    one-hot over ``n_bins_[j]``: the interior edges of the fitted (deduplicated) bins are all the
+    core needs. Its validation rejects NaN, as the served feature does without an imputer."""
+    if step.encode not in ("onehot", "onehot-dense"):
+        raise ExportError(
+            f"step {where} is not supported: encode={step.encode!r}; the serving core writes the one-hot of the"
+            " bin (encode='onehot' or 'onehot-dense')"
+        )
+    if step.dtype is not None and np.dtype(step.dtype) != np.float64:
+        raise ExportError(f"step {where} is not supported: dtype={step.dtype!r} bins rounded values; use the default")
+    out: list[Col] = []
+    for col, edges, n_bins in zip(cols, step.bin_edges_, step.n_bins_):
+        chain = _to_chain(col, where)
+        interior = tuple(float(e) for e in np.asarray(edges, dtype=np.float64)[1:-1])
+        if int(n_bins) != len(interior) + 1:
+            raise ExportError(f"step {where}: feature '{col.feature}' has {n_bins} bins but {len(edges)} edges")
+        out += [Bin(col.feature, chain, interior, i) for i in range(len(interior) + 1)]
+    return out
+
+
+def _joiner(step: CartesianJoiner, cols: list[Col], where: str) -> list[Col]:
+    """Two raw categorical columns -> one "a|b" column, which the core derives from the raw
+    values the client sends (missing as "", as the joiner writes a missing part)."""
+    if len(cols) != 2:
+        raise ExportError(f"step {where}: joins {len(cols)} columns; the serving core crosses exactly two")
+    for col in cols:
+        if not isinstance(col, Raw) or col.impute is not None:
+            raise ExportError(
+                f"step {where}: crosses '{col.feature}' after it was transformed or imputed; the serving core"
+                " crosses the raw values the client sends"
+            )
+    a, b = cols[0].feature, cols[1].feature
+    return [Joined(f"{a}_x_{b}", (a, b), "|")]
+
+
+def _text_cleaner(step: TextCleaner, cols: list[Col], where: str) -> list[Col]:
+    if len(cols) != 1 or not isinstance(cols[0], Raw) or cols[0].impute is not None:
+        raise ExportError(f"step {where}: expects one raw text column")
+    return [CleanText(cols[0].feature, bool(step.lowercase), bool(step.no_punct))]
+
+
+def _vectorizer(step: Any, cols: list[Col], where: str) -> list[Col]:
+    if len(cols) != 1 or not isinstance(cols[0], (Raw, CleanText)):
+        raise ExportError(f"step {where}: a vectorizer must read one raw (or TextCleaner'd) text column")
+    col = cols[0]
+    if isinstance(col, Raw) and col.impute is not None:
+        raise ExportError(f"step {where}: the text column '{col.feature}' was imputed; missing text is served as ''")
+    clean = col if isinstance(col, CleanText) else CleanText(col.feature, False, False)
+    part = text_part(step, col.feature, clean.lowercase, clean.no_punct, where)
+    return [Txt(col.feature, part, i) for i in range(part.width)]
+
+
 def _selector(step: SelectorMixin, cols: list[Col], where: str) -> list[Col]:
     return [c for c, keep in zip(cols, step.get_support()) if keep]
 
@@ -347,6 +471,9 @@ def _column_transformer(ct: ColumnTransformer, cols: list[Col], path: str) -> li
         idx = list(index_of.get(name, []))
         if isinstance(trans, str) and trans == "drop" or not idx:
             continue
+        sub = apply_step(trans, [cols[i] for i in idx], f"{path}__{name}")
+        if sub and all(isinstance(c, (Joined, Crossed)) for c in sub):
+            idx = []  # a cross reads the raw values; the inputs keep their own normalization
         for i in idx:
             if i in used:
                 raise ExportError(
@@ -354,7 +481,6 @@ def _column_transformer(ct: ColumnTransformer, cols: list[Col], path: str) -> li
                     f" '{name}'; the serving core gives each input feature one normalization"
                 )
             used[i] = name
-        sub = apply_step(trans, [cols[i] for i in idx], f"{path}__{name}")
         w = weights.get(name)
         if w is not None and w != 1:
             sub = [_affine(c, 0.0, float(w), f"{where} weight of '{name}'") for c in sub]
@@ -388,6 +514,10 @@ def apply_step(step: Any, cols: list[Col], path: str) -> list[Col]:
         (OneHotEncoder, _onehot),
         (OrdinalEncoder, _ordinal),
         (SelectorMixin, _selector),
+        (KBinsDiscretizer, _kbins),
+        (CartesianJoiner, _joiner),
+        (TextCleaner, _text_cleaner),
+        (VECTORIZERS, _vectorizer),
     ]
     for kinds, handler in handlers:
         if isinstance(step, kinds):
@@ -395,7 +525,8 @@ def apply_step(step: Any, cols: list[Col], path: str) -> list[Col]:
             return handler(step, cols, described)
     raise ExportError(
         f"step {described} is not supported: the serving core runs only imputers, affine scalers,"
-        " clipping and one-hot/ordinal encoders; train without it or move it into the estimator"
+        " clipping, quantile bins, one-hot/ordinal encoders and crosses of two categorical columns;"
+        " train without it or move it into the estimator"
     )
 
 
@@ -406,8 +537,16 @@ def apply_step(step: Any, cols: list[Col], path: str) -> list[Col]:
 class Split:
     estimator: BaseEstimator  # the final estimator, to convert to ONNX alone
     features: tuple[FeatureSpec, ...]  # in client order
-    input_width: int
+    input_width: int  # columns the core writes
     steps: tuple[dict[str, str], ...]  # the preprocessing steps folded, for lineage
+    crosses: tuple[CrossSpec, ...] = ()  # derived features, computed from two of ``features``
+    texts: tuple[TextPart, ...] = ()  # vectorizers that run in the ONNX graph, in concat order
+    # estimator column k = column order[k] of concat(core matrix, texts[0], texts[1], ...)
+    order: tuple[int, ...] = ()
+
+    @property
+    def estimator_width(self) -> int:
+        return self.input_width + sum(t.width for t in self.texts)
 
 
 def flatten(estimator: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -449,7 +588,14 @@ def split_pipeline(
             f" preprocessing produces {len(cols)}"
         )
     allow_nan = estimator_allows_nan(final)
-    specs = _features(cols, is_numeric, allow_nan)
+    texts, order, core_cols = _text_layout(cols)
+    specs, crosses = _features(core_cols, is_numeric, allow_nan)
+    specs += [
+        FeatureSpec(
+            name=t.feature, type="text", column=0, text=TextSpec(input_name=t.input_name, lowercase=t.lowercase)
+        )
+        for t in texts
+    ]
     rank = {n: i for i, n in enumerate(client_order)}
     ordered = tuple(sorted(specs, key=lambda f: rank[f.name]))
     folded = tuple(
@@ -457,11 +603,74 @@ def split_pipeline(
         for n, s in steps[:-1]
         if s is not None and not isinstance(s, str)
     )
-    return Split(estimator=final, features=ordered, input_width=len(cols), steps=folded)
+    return Split(
+        estimator=final,
+        features=ordered,
+        input_width=len(core_cols),
+        steps=folded,
+        texts=texts,
+        order=order,
+        crosses=crosses,
+    )
 
 
-def _features(cols: list[Col], is_numeric: Callable[[str], bool], allow_nan: bool) -> list[FeatureSpec]:
+def _text_layout(cols: list[Col]) -> tuple[tuple[TextPart, ...], tuple[int, ...], list[Col]]:
+    """Separate the vectorizers' columns (computed in the graph) from the core's, and say where
+    each estimator column comes from in ``concat(core, text parts...)``."""
+    core = [c for c in cols if not isinstance(c, Txt)]
+    parts: list[TextPart] = []
+    for c in cols:
+        if isinstance(c, Txt) and c.part not in parts:
+            if any(p.feature == c.feature for p in parts):
+                raise ExportError(f"text feature '{c.feature}' reaches the estimator through two vectorizers")
+            parts.append(c.part)
+    if not parts:
+        return (), (), core
+    names = [p.input_name for p in parts]
+    if len(set(names)) != len(names):
+        raise ExportError(f"text features {[p.feature for p in parts]} map to clashing ONNX input names {names}")
+    start = {id(p): len(core) + sum(q.width for q in parts[:i]) for i, p in enumerate(parts)}
+    order: list[int] = []
+    k = 0
+    for c in cols:
+        if isinstance(c, Txt):
+            order.append(start[id(c.part)] + c.index)
+        else:
+            order.append(k)
+            k += 1
+    if sorted(order) != list(range(len(cols))):
+        raise ExportError("the text vectorizers' columns do not reach the estimator complete (a selector after them?)")
+    return tuple(parts), tuple(order), core
+
+
+def _block(cols: list[Col], pos: int, width: int, what: str) -> None:
+    """The ``width`` encoded columns starting at ``pos`` are one feature's, complete and in order."""
+    col = cols[pos]
+    block = cols[pos : pos + width]
+    if [getattr(c, "index", None) for c in block] != list(range(width)) or any(
+        c.feature != col.feature or type(c) is not type(col) for c in block
+    ):
+        raise ExportError(
+            f"the {what} columns of feature '{col.feature}' do not reach the estimator complete and in"
+            " order (was a selector or column transformer applied after the encoder?)"
+        )
+
+
+def _cross(col: Crossed, pos: int, is_numeric: Callable[[str], bool]) -> CrossSpec:
+    for parent in col.inputs:
+        if is_numeric(parent):
+            raise ExportError(
+                f"cartesian '{col.feature}': attribute '{parent}' is sent as a number (NUMERIC or BINARY); the"
+                " serving core crosses category strings only: make it CATEGORICAL or remove the cartesian"
+            )
+    return CrossSpec(name=col.feature, inputs=col.inputs, column=pos, categorical=col.spec, separator=col.separator)
+
+
+def _features(
+    cols: list[Col], is_numeric: Callable[[str], bool], allow_nan: bool
+) -> tuple[list[FeatureSpec], tuple[CrossSpec, ...]]:
     specs: list[FeatureSpec] = []
+    crosses: list[CrossSpec] = []
     seen: set[str] = set()
     pos = 0
     while pos < len(cols):
@@ -472,6 +681,20 @@ def _features(cols: list[Col], is_numeric: Callable[[str], bool], allow_nan: boo
                 " gives each input feature one normalization"
             )
         seen.add(col.feature)
+        if isinstance(col, Crossed):
+            _block(cols, pos, col.spec.width, "encoded")
+            crosses.append(_cross(col, pos, is_numeric))
+            pos += col.spec.width
+            continue
+        if isinstance(col, Joined):
+            raise ExportError(f"cartesian '{col.feature}' reaches the estimator unencoded; one-hot encode it")
+        if isinstance(col, Bin):
+            _block(cols, pos, len(col.edges) + 1, "bin")
+            c = col.chain
+            numeric = NumericSpec(c.impute, False, c.offset, c.scale, c.low, c.high, bins=col.edges)
+            specs.append(FeatureSpec(name=col.feature, type="numeric", column=pos, numeric=numeric))
+            pos += len(col.edges) + 1
+            continue
         if isinstance(col, Cat):
             width = col.spec.width
             block = cols[pos : pos + width]
@@ -485,6 +708,8 @@ def _features(cols: list[Col], is_numeric: Callable[[str], bool], allow_nan: boo
             specs.append(FeatureSpec(name=col.feature, type="categorical", column=pos, categorical=col.spec))
             pos += width
             continue
+        if isinstance(col, CleanText):
+            raise ExportError(f"text feature '{col.feature}' reaches the estimator without a vectorizer")
         if isinstance(col, Raw) and not is_numeric(col.feature):
             raise ExportError(
                 f"feature '{col.feature}' holds strings but reaches the estimator unencoded; add a"
@@ -501,4 +726,15 @@ def _features(cols: list[Col], is_numeric: Callable[[str], bool], allow_nan: boo
         )
         specs.append(FeatureSpec(name=col.feature, type="numeric", column=pos, numeric=numeric))
         pos += 1
-    return specs
+    return specs + _cross_inputs(crosses, seen), tuple(crosses)
+
+
+def _cross_inputs(crosses: list[CrossSpec], seen: set[str]) -> list[FeatureSpec]:
+    """A parent the model does not use on its own is still a client input: it writes no column."""
+    inputs: dict[str, FeatureSpec] = {}
+    for x in crosses:
+        for parent in x.inputs:
+            if parent not in seen and parent not in inputs:
+                spec = CategoricalSpec((), encoding="none", unknown="ignore")
+                inputs[parent] = FeatureSpec(name=parent, type="categorical", column=0, categorical=spec)
+    return list(inputs.values())

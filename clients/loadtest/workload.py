@@ -193,6 +193,16 @@ def from_interface(
     return generate(features, rows, seed, categories)
 
 
+_SENTENCES = (
+    "payment for order 1042",
+    "refund requested by the customer",
+    "monthly subscription renewal",
+    "",
+    "gift card top up, thank you!",
+    "wire transfer to savings account",
+)
+
+
 def from_manifest(
     path: str | Path, rows: int = 1024, seed: int = 0, categories: dict[str, Sequence[str]] | None = None
 ) -> Workload:
@@ -202,7 +212,12 @@ def from_manifest(
     manifest = Manifest.load(path)
     features, loc, scale, cats = [], [], [], dict(categories or {})
     for f in manifest.features:
-        if f.categorical is not None:
+        if f.text is not None:  # the manifest holds no vocabulary: plain sentences of common words
+            features.append(Feature(f.name, "BYTES"))
+            cats.setdefault(f.name, list(_SENTENCES))
+            loc.append(0.0)
+            scale.append(1.0)
+        elif f.categorical is not None:
             features.append(Feature(f.name, "BYTES"))
             cats.setdefault(f.name, list(f.categorical.categories))
             loc.append(0.0)

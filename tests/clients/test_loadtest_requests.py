@@ -136,6 +136,7 @@ def test_rows_from_a_manifest(tmp_path):
                 "column": 1,
                 "categorical": {"categories": ["FR", "DE"], "encoding": "ordinal"},
             },
+            {"name": "memo", "type": "text", "column": 0, "text": {"input_name": "text__memo", "lowercase": True}},
         ],
         "model": {
             "file": "model.onnx",
@@ -148,7 +149,12 @@ def test_rows_from_a_manifest(tmp_path):
     path = tmp_path / "manifest.json"
     path.write_text(json.dumps(manifest))
     work = wl.from_manifest(path, rows=4000, seed=0)
-    assert [(f.name, f.datatype) for f in work.features] == [("amount", "FP32"), ("country", "BYTES")]
+    assert [(f.name, f.datatype) for f in work.features] == [
+        ("amount", "FP32"),
+        ("country", "BYTES"),
+        ("memo", "BYTES"),  # text: sentences, since the manifest holds no vocabulary
+    ]
+    assert all(isinstance(v, str) for v in work.columns[2]) and len(set(work.columns[2])) > 1
     amounts = np.asarray(work.columns[0])
     # raw units: x = offset + z / scale  ->  mean 100, std 10
     assert abs(amounts.mean() - 100.0) < 1.0 and abs(amounts.std() - 10.0) < 1.0

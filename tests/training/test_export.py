@@ -210,3 +210,21 @@ def test_explicit_version_and_existing_config_kept(tmp_path):
     with pytest.raises(ExportError, match="already exists"):
         export_model(pipeline, name="p", repository=tmp_path, sample=sample_frame(), version="7")
     assert export_model(pipeline, name="p", repository=tmp_path, sample=sample_frame()).version == "8"
+
+
+def test_median_on_a_tree_threshold_is_served_on_sklearns_side(tmp_path):
+    """An even-count median of integers (24.5) is also the split threshold HistGradientBoosting
+    learns between 24 and 25; scikit-learn's float64 scaling puts it one bit to the right, the
+    core's float32 would tie and go left. The export serves it one float32 step to the right."""
+    from onyxserve.training.train import export_trained, train_model
+    from tests.training.train_data import mixed_datasource
+
+    ds = mixed_datasource(tmp_path, "binary")
+    result = train_model(ds, algorithm="gradient_boosting", recipe={"features": {"note": "drop"}})
+    exported = export_trained(result, name="hgb", repository=tmp_path / "repo")
+    assert any("sits on a tree split threshold" in w for w in exported.warnings)
+    rows = result.prepared.X_eval.head(20).copy()
+    rows["count"] = np.nan
+    scorer = load_version(exported.path)
+    served = scorer.score([row_block(scorer.manifest, rows)])
+    np.testing.assert_allclose(served["probabilities"], result.pipeline.predict_proba(rows), atol=1e-5)

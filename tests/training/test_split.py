@@ -148,11 +148,14 @@ def test_refuses_unsupported_step_by_name(tmp_path):
     assert "step 'poly' (PolynomialFeatures) is not supported" in refused(pipe, frame, tmp_path)
 
 
-def test_refuses_text_vectorizer_inside_column_transformer(tmp_path):
+def test_text_vectorizer_inside_column_transformer_runs_in_the_graph(tmp_path):
     frame = mixed_frame().fillna(0)
     pre = ColumnTransformer([("txt", TfidfVectorizer(), "color"), ("num", StandardScaler(), NUMERIC)])
-    msg = refused(Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=1000))]), frame, tmp_path)
-    assert "step 'pre__txt' (TfidfVectorizer) is not supported" in msg
+    pipe = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=1000))])
+    pipe.fit(frame, targets(mixed_frame(), "binary"))
+    result = export_model(pipe, name="txt", repository=tmp_path, sample=frame, register=False)
+    assert [f.name for f in result.manifest.features if f.type == "text"] == ["color"]
+    assert result.parity.max_error <= 1e-5
 
 
 def test_refuses_custom_function(tmp_path):

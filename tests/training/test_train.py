@@ -8,6 +8,7 @@ import json
 import joblib
 import numpy as np
 import pytest
+from onyxserve.core.manifest import Manifest
 from onyxserve.core.model_store import list_versions
 from onyxserve.core.scorer import load_version
 from onyxserve.training.parity import row_block
@@ -207,7 +208,8 @@ def test_cli_train_export_end_to_end(tmp_path, fraud_ds, capsys):
     assert (repo / "fraud" / "1" / "manifest.json").read_bytes() == before
 
 
-def test_cli_export_refused_for_text(tmp_path, mixed_ds, capsys):
+def test_cli_export_serves_the_text_attribute(tmp_path, mixed_ds):
+    """The default recipe vectorizes 'note' (tf-idf, 1-2 grams): it is exported into the graph."""
     ds_path = mixed_ds["binary"].save(tmp_path / "mixed.json")
     code = main(
         [
@@ -223,9 +225,10 @@ def test_cli_export_refused_for_text(tmp_path, mixed_ds, capsys):
             str(tmp_path / "repo"),
         ]
     )
-    assert code == 1
-    assert "'text' cannot be served" in capsys.readouterr().err
-    assert not (tmp_path / "repo" / "m").exists()
+    assert code == 0
+    manifest = Manifest.load(tmp_path / "repo" / "m" / "1" / "manifest.json")
+    (note,) = [f for f in manifest.features if f.name == "note"]
+    assert note.type == "text" and note.text.lowercase
 
 
 def fraud_ds_rows(ds):
