@@ -67,6 +67,7 @@ def one(mode: str, path: Path, model: Path, out: Path) -> dict:
     from onyxserve.training.batch_predict import batch_predict, batch_predict_dask
 
     csv = path.suffix == ".csv"
+    cpu0 = _cpu()
     started = time.perf_counter()  # imports done: the rate is the work's, model loading included
     extra = {}
     if mode == "read_all":
@@ -102,15 +103,37 @@ def one(mode: str, path: Path, model: Path, out: Path) -> dict:
     else:
         raise SystemExit(f"unknown mode {mode}")
     seconds = time.perf_counter() - started
+    extra["cpu_s"] = _cpu() - cpu0  # all threads of this process: less sensitive to machine load
     return {"mode": mode, "rows": rows, "seconds": seconds, "self_peak_mb": _rss(), **extra}
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def warm_memory(mb: int) -> None:
+    """Touch ``mb`` MB in a throwaway process. On this VM the host takes back guest memory
+    that stays free a few seconds, and touching it again is slow (measured: 720 MB took 2.1 s
+    cold, 0.055 s warm), so whichever run first allocates a lot pays it: pyarrow's whole-file
+    read (740 MB) measured 1.0-2.1 s cold against 0.21-0.26 s warm. Warming before every run
+    measures each at its best."""
+    code = f"import numpy as np; np.ones({mb} << 17)"  # float64: 128 Ki values per MB
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def run(
-    out_dir: Path, repeat: int, modes: list[str], json_path: Path | None, pythons: list[str], files_glob: str
+    out_dir: Path,
+    repeat: int,
+    modes: list[str],
+    json_path: Path | None,
+    pythons: list[str],
+    files_glob: str,
+    warm_mb: int = 1024,
 ) -> None:
     """Rounds of every mode (and interpreter) in turn, so drifting machine load hits them alike."""
     model = out_dir / "models" / "fraud" / "1"
@@ -120,6 +143,8 @@ def run(
         for i in range(repeat):
             for mode in modes:
                 for python in pythons:
+                    if warm_mb:
+                        warm_memory(warm_mb)
                     out = out_dir / f"scores-{mode}.parquet"
                     cmd = [python, __file__, "one", mode, str(path), str(model), str(out)]
                     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -132,13 +157,17 @@ def run(
                         f"{path.name:22} {mode:12} {_label(python, pythons):>8} run {i + 1}:"
                         f" {r['rows'] / r['seconds']:>12,.0f} rows/s  {r['seconds']:6.2f} s"
                         f"  peak {r['self_peak_mb']:6.0f} MB  load {r['load1']:.2f}"
+                        + (f"  cpu {r['cpu_s']:.2f} s" if "cpu_s" in r else "")
                         + (f" (workers {r['worker_peak_mb']:.0f} MB)" if "worker_peak_mb" in r else ""),
                         flush=True,
                     )
     if json_path:
         json_path.write_text(json.dumps(results, indent=2))
-    print("\n| file | mode | code | rows/s (median) | seconds | peak RSS MB (process) | peak RSS MB (worker) |")
-    print("|---|---|---|---:|---:|---:|---:|")
+    print(
+        "\n| file | mode | code | rows/s (median) | seconds | CPU s | peak RSS MB (process) |"
+        " peak RSS MB (worker) |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|")
     for path in files:
         for mode in modes:
             for python in pythons:
@@ -147,8 +176,10 @@ def run(
                 rate = statistics.median(r["rows"] / r["seconds"] for r in rs)
                 peak = statistics.median(r["self_peak_mb"] for r in rs)
                 wpeak = statistics.median(r["worker_peak_mb"] for r in rs) if "worker_peak_mb" in rs[0] else None
+                cpu = f"{statistics.median(r['cpu_s'] for r in rs):.2f}" if "cpu_s" in rs[0] else "-"
                 print(
-                    f"| {path.name} | {mode} | {_label(python, pythons)} | {rate:,.0f} | {secs:.2f} | {peak:,.0f} | "
+                    f"| {path.name} | {mode} | {_label(python, pythons)} | {rate:,.0f} | {secs:.2f} | {cpu} |"
+                    f" {peak:,.0f} | "
                     + (f"{wpeak:,.0f} |" if wpeak is not None else "- |")
                 )
 
@@ -178,6 +209,9 @@ def main() -> None:
         " side by side, e.g. a branch's venv and main's; default: this one)",
     )
     r.add_argument("--files", default="fraud-*.*", help="glob of the input files in --dir")
+    r.add_argument(
+        "--warm-mb", type=int, default=1024, help="touch this much memory before each run (0: off); see warm_memory"
+    )
     o = sub.add_parser("one")
     o.add_argument("mode")
     o.add_argument("path", type=Path)
@@ -187,7 +221,15 @@ def main() -> None:
     if args.cmd == "generate":
         generate(args.rows, args.dir)
     elif args.cmd == "run":
-        run(args.dir, args.repeat, args.modes.split(","), args.json, args.python or [sys.executable], args.files)
+        run(
+            args.dir,
+            args.repeat,
+            args.modes.split(","),
+            args.json,
+            args.python or [sys.executable],
+            args.files,
+            args.warm_mb,
+        )
     else:
         print(json.dumps(one(args.mode, args.path, args.model, args.out)))
 
