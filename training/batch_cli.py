@@ -1,7 +1,7 @@
 """``onyxserve batch-predict``: score a whole file through the served path, streaming.
 
     onyxserve batch-predict VERSION_DIR INPUT --out scores.parquet [--row-id ID]
-        [--chunk-rows 65536] [--dask [ADDRESS]] [--no-progress]
+        [--chunk-rows 65536] [--compression auto] [--dask [ADDRESS]] [--no-progress]
 
 INPUT is a CSV or Parquet file or a datasource record; the output format follows ``--out``'s
 extension (.csv or .parquet). With ``--dask`` (a local cluster of 2 workers, or the scheduler
@@ -36,6 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score partitions on Dask: a local cluster of 2 workers, or the scheduler at ADDRESS",
     )
     p.add_argument("--workers", type=int, default=2, help="workers of the local Dask cluster")
+    p.add_argument(
+        "--compression",
+        default="auto",
+        help="Parquet output codec: auto (snappy on the row id and label, none on the float"
+        " scores), or snappy, zstd, lz4, gzip, brotli, none for every column",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -54,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
                 chunk_rows=args.chunk_rows,
                 row_id=args.row_id,
                 progress=not args.no_progress,
+                compression=args.compression,
             )
         else:
             summary = batch_predict(
@@ -63,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                 chunk_rows=args.chunk_rows,
                 row_id=args.row_id,
                 progress=not args.no_progress,
+                compression=args.compression,
             )
     except BatchError as exc:
         print(f"batch-predict: {exc}", file=sys.stderr)

@@ -30,6 +30,7 @@ from onyxserve.training.batch_predict import (
     OutputWriter,
     Scratch,
     _empty_schema,
+    check_options,
     input_columns,
     load,
     output_format,
@@ -141,12 +142,18 @@ def _chunks(part: Part, columns: dict[str, Any], chunk_rows: int):
 
 
 def score_part(
-    version_dir: str, part: Part, out_dir: str, ext: str, row_id: str | None, chunk_rows: int
+    version_dir: str,
+    part: Part,
+    out_dir: str,
+    ext: str,
+    row_id: str | None,
+    chunk_rows: int,
+    compression: str = "auto",
 ) -> int:
     """On a worker: score one partition into ``out_dir/part-NNNNN.ext``; returns its rows."""
     scorer = _scorer(version_dir)
     columns = input_columns(scorer.manifest, row_id)
-    writer = OutputWriter(Path(out_dir) / f"part-{part.index:05d}.{ext}")
+    writer = OutputWriter(Path(out_dir) / f"part-{part.index:05d}.{ext}", compression)
     scratch = Scratch(scorer.manifest.model.input_width)
     rows = 0
     try:
@@ -190,7 +197,9 @@ def run_on_dask(
     partition_bytes: int = 64 << 20,
     row_id: str | None = None,
     progress: bool = True,
+    compression: str = "auto",
 ) -> BatchSummary:
+    check_options(chunk_rows, compression)
     started = time.perf_counter()
     version_dir = str(Path(version_dir).resolve())
     manifest = load(version_dir, intra_op_threads=1).manifest  # fail here, not on every worker
@@ -228,6 +237,7 @@ def run_on_dask(
             [ext] * len(parts),
             [row_id] * len(parts),
             [chunk_rows] * len(parts),
+            [compression] * len(parts),
             pure=False,
         )
         rows = _wait(futures, progress, len(parts))

@@ -116,13 +116,26 @@ def score_chunk(
     return pa.Table.from_arrays(arrays, names=names)
 
 
-def parquet_options(schema: pa.Schema) -> dict[str, Any]:
-    """Snappy (pyarrow's default, what readers expect). Dictionary encoding for the label only:
-    on row ids and probabilities it cost 5x the whole write (measured) and made the file larger.
-    Row numbers (int64, +1 each row) are delta-encoded: a third smaller file, slightly faster
-    to write; every Parquet reader of the last years reads DELTA_BINARY_PACKED."""
+COMPRESSIONS = ("auto", "snappy", "zstd", "lz4", "gzip", "brotli", "none")
+
+
+def parquet_options(schema: pa.Schema, compression: str = "auto") -> dict[str, Any]:
+    """Writer options for the output. ``compression="auto"``: snappy (pyarrow's and Spark's
+    default) on the row id and label, none on the float32 score columns (probabilities,
+    value): on model outputs snappy saved 12% of their bytes for 40% of the whole write's CPU
+    (1M rows: 49 -> 30 ms, file 7.0 -> 8.0 MB, measured). Any other codec pyarrow knows
+    ("snappy", "zstd", "none", ...) applies to every column.
+    Dictionary encoding for the label only: on row ids and probabilities it cost 5x the whole
+    write (measured) and made the file larger. Row numbers (int64, +1 each row) are
+    delta-encoded: 8 MB -> 25 KB per 1M rows, cheaper to write; DELTA_BINARY_PACKED is in the
+    Parquet spec since 2.0 and every current reader (pyarrow, Spark, DuckDB, polars) reads it."""
+    if compression == "auto":
+        ids_and_label = {schema.names[0], "label"}  # the rest are the float32 scores
+        codec: Any = {name: "snappy" if name in ids_and_label else "none" for name in schema.names}
+    else:
+        codec = compression
     options: dict[str, Any] = {
-        "compression": "snappy",
+        "compression": codec,
         "use_dictionary": ["label"] if "label" in schema.names else False,
     }
     if "row" in schema.names and pa.types.is_integer(schema.field("row").type):
@@ -133,9 +146,10 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
 class OutputWriter:
     """Incremental Parquet/CSV writer into a hidden temporary file; ``commit`` renames it into place."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, compression: str = "auto") -> None:
         self.path = Path(path)
         self.format = output_format(self.path)
+        self.compression = compression
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self._writer: Any = None
@@ -143,7 +157,8 @@ class OutputWriter:
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
             if self.format == "parquet":
-                self._writer = pq.ParquetWriter(self.tmp, table.schema, **parquet_options(table.schema))
+                options = parquet_options(table.schema, self.compression)
+                self._writer = pq.ParquetWriter(self.tmp, table.schema, **options)
             else:
                 self._writer = pacsv.CSVWriter(self.tmp, table.schema)
         elif table.schema != self._writer.schema:
@@ -191,6 +206,13 @@ def input_columns(manifest: Manifest, row_id: str | None, extra: Sequence[str] =
     return {"columns": columns, "string_columns": strings, "float_columns": floats}
 
 
+def check_options(chunk_rows: int, compression: str) -> None:
+    if chunk_rows <= 0:
+        raise BatchError(f"chunk_rows must be positive, got {chunk_rows}")
+    if compression not in COMPRESSIONS:
+        raise BatchError(f"compression {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
+
+
 def load(version_dir: str | Path, intra_op_threads: int | None = 1) -> OnnxScorer:
     """One intra-op thread by default: ORT's tree ensembles then sum in the same order whatever
     the batch size (with more threads a row's probability can move by one float32 ulp with the
@@ -210,15 +232,16 @@ def batch_predict(
     row_id: str | None = None,
     progress: bool = True,
     intra_op_threads: int | None = 1,
+    compression: str = "auto",
 ) -> BatchSummary:
     """Score every row of ``source`` (CSV/Parquet/JSON path, datasource record or DataFrame)
-    with the version in ``version_dir``; write ``out_path`` (.csv or .parquet)."""
-    if chunk_rows <= 0:
-        raise BatchError(f"chunk_rows must be positive, got {chunk_rows}")
+    with the version in ``version_dir``; write ``out_path`` (.csv or .parquet). ``compression``:
+    of a Parquet output, see ``parquet_options``."""
+    check_options(chunk_rows, compression)
     started = time.perf_counter()
     scorer = load(version_dir, intra_op_threads)
     out = Path(out_path)
-    writer = OutputWriter(out)
+    writer = OutputWriter(out, compression)
     try:
         reader = open_source(source, chunk_rows=chunk_rows, **input_columns(scorer.manifest, row_id))
     except SourceError as exc:
@@ -287,6 +310,7 @@ def batch_predict_dask(
     partition_bytes: int = 64 << 20,
     row_id: str | None = None,
     progress: bool = True,
+    compression: str = "auto",
 ) -> BatchSummary:
     """Score a CSV or Parquet file on Dask: ``scheduler`` None starts a LocalCluster of
     ``n_workers`` single-threaded workers; an address (or a ``distributed.Client``) uses that
@@ -304,4 +328,5 @@ def batch_predict_dask(
         partition_bytes=partition_bytes,
         row_id=row_id,
         progress=progress,
+        compression=compression,
     )

@@ -95,9 +95,19 @@ def test_parquet_output_encodings(model_repo, files, tmp_path):
     row, label, proba = (meta.row_group(0).column(j) for j in range(3))
     assert "DELTA_BINARY_PACKED" in row.encodings  # row numbers: delta-encoded
     assert "RLE_DICTIONARY" in label.encodings and "RLE_DICTIONARY" not in proba.encodings
-    assert {row.compression, label.compression, proba.compression} == {"SNAPPY"}
+    # auto: snappy on the row id and label, the float scores (which barely compress) stored plain
+    assert (row.compression, label.compression, proba.compression) == ("SNAPPY", "SNAPPY", "UNCOMPRESSED")
     rows = pq.read_table(tmp_path / "rows.parquet").column("row").to_numpy()
     np.testing.assert_array_equal(rows, np.arange(len(X)))
+    batch_predict(
+        root / "fraud" / "1", d / "fraud.parquet", tmp_path / "z.parquet", compression="zstd", progress=False
+    )
+    meta = pq.ParquetFile(tmp_path / "z.parquet").metadata
+    assert {meta.row_group(0).column(j).compression for j in range(4)} == {"ZSTD"}
+    z = pq.read_table(tmp_path / "z.parquet")
+    assert z.equals(pq.read_table(tmp_path / "rows.parquet"))  # same values whatever the codec
+    with pytest.raises(BatchError, match="compression 'snapy': expected one of auto, snappy"):
+        batch_predict(root / "fraud" / "1", X, tmp_path / "x.parquet", compression="snapy", progress=False)
     # a string row id column is written as it is
     batch_predict(
         root / "fraud" / "1", d / "fraud.parquet", tmp_path / "ids.parquet", row_id="tx_id", progress=False
