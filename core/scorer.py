@@ -91,16 +91,29 @@ class OnnxScorer:
         return self.run(*self.normalizer.prepare(blocks, out))
 
 
-def load_version(version_dir: str | Path, *, intra_op_threads: int | None = None, sketch_edges=None) -> OnnxScorer:
-    """Read, verify and load ``version_dir``; ModelLoadError says what is wrong and where."""
-    version_dir = Path(version_dir)
-    manifest_path = version_dir / MANIFEST_FILE
+def load_manifest(version_dir: str | Path) -> Manifest:
+    """The version's manifest alone (cheap: no ONNX); ModelLoadError names the file."""
+    manifest_path = Path(version_dir) / MANIFEST_FILE
     try:
-        manifest = Manifest.load(manifest_path)
+        return Manifest.load(manifest_path)
     except FileNotFoundError:
         raise ModelLoadError(f"{manifest_path}: missing") from None
     except ManifestError as exc:
         raise ModelLoadError(str(exc)) from None
+
+
+def load_version(
+    version_dir: str | Path,
+    *,
+    intra_op_threads: int | None = None,
+    sketch_edges=None,
+    manifest: Manifest | None = None,
+) -> OnnxScorer:
+    """Read, verify and load ``version_dir``; ModelLoadError says what is wrong and where.
+    ``manifest``: the one ``load_manifest`` already read (batch prediction reads it first)."""
+    version_dir = Path(version_dir)
+    if manifest is None:
+        manifest = load_manifest(version_dir)
     model_path = version_dir / manifest.model.file
     try:
         onnx_bytes = model_path.read_bytes()

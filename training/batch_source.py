@@ -281,41 +281,73 @@ def _arrow_message(exc: Exception) -> str:
     return str(exc).split("\n")[0]
 
 
-def prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
-    """Read ahead in a thread (pyarrow parses without the GIL) while the caller scores; at most
-    ``depth`` chunks wait, so memory stays bounded. Errors surface in the caller."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-    stop = threading.Event()
+class Prefetch:
+    """Chunks read ahead in a thread (pyarrow decodes without the GIL) while the caller scores.
+    The thread starts at once, so reading also overlaps what the caller does before its first
+    ``next`` (batch prediction loads the model meanwhile). At most ``depth`` chunks wait, so
+    memory stays bounded; errors surface in the caller. ``close()`` (or ``with``) stops it."""
 
-    def run() -> None:
+    def __init__(self, chunks: Iterator[Chunk], depth: int = 2) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._done = object()
+        self._finished = False
+        self._thread = threading.Thread(target=self._run, args=(chunks,), name="batch-reader", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, chunks: Iterator[Chunk]) -> None:
         try:
             for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not self._put(chunk):
                     return
-            q.put(done)
+            self._put(self._done)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(exc)
+            self._put(exc)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # the source's own finally (file handles) runs here, not at GC
 
-    thread = threading.Thread(target=run, name="batch-reader", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = q.get()
-            if item is done:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+    def __iter__(self) -> Prefetch:
+        return self
+
+    def __next__(self) -> Chunk:
+        if self._finished:
+            raise StopIteration
+        item = self._q.get()
+        if item is self._done:
+            self._finished = True
+            raise StopIteration
+        if isinstance(item, BaseException):
+            self._finished = True
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> Prefetch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def prefetch(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """``Prefetch`` as a generator: the thread starts at the first ``next`` and stops when the
+    loop ends or breaks."""
+    with Prefetch(chunks, depth) as ahead:
+        yield from ahead
 
 
 def to_block(manifest: Manifest, chunk: Chunk) -> RowBlock:
