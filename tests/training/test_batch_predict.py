@@ -15,7 +15,7 @@ import pytest
 import tritonclient.grpc as triton
 from onyxserve.core.scorer import load_version
 from onyxserve.training.batch_predict import BatchError, Scratch, batch_predict, batch_predict_dask, score_chunk
-from onyxserve.training.batch_source import open_source
+from onyxserve.training.batch_source import Chunk, Prefetch, SourceError, open_source
 from onyxserve.training.datasource import create_datasource
 from onyxserve.training.parity import row_block
 
@@ -135,6 +135,44 @@ def test_no_progress_bar_imports_neither_tqdm_nor_datasources(model_repo, files,
     modules, threads = done.stdout.strip().splitlines()
     assert modules == "[]"
     assert threads == "['MainThread']"  # the reader thread is joined, no tqdm monitor
+
+
+def test_prefetch_reads_ahead_at_once_and_stops_cleanly():
+    import threading
+    import time
+
+    import pyarrow as pa
+
+    batch = pa.record_batch({"x": np.arange(4.0)})
+    produced, closed = [], threading.Event()
+
+    def source(n, fail_at=None):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise SourceError(f"bad rows at chunk {i}")
+                produced.append(i)
+                yield Chunk(i * 4, batch=batch)
+        finally:
+            closed.set()
+
+    ahead = Prefetch(source(100), depth=2)
+    deadline = time.monotonic() + 5
+    while len(produced) < 3 and time.monotonic() < deadline:  # before any next(): reading already
+        time.sleep(0.01)
+    assert produced == [0, 1, 2]  # two waiting in the queue, one blocked on put: bounded
+    assert next(ahead).start == 0
+    t = time.monotonic()
+    ahead.close()  # the consumer gives up with a full queue: the thread must not hang
+    assert time.monotonic() - t < 1 and not ahead._thread.is_alive()
+    assert closed.is_set()  # the source's finally ran (file handles closed), not left to GC
+    produced.clear()
+    with Prefetch(source(10, fail_at=3)) as ahead:
+        assert [c.start for c in (next(ahead), next(ahead), next(ahead))] == [0, 4, 8]
+        with pytest.raises(SourceError, match="bad rows at chunk 3"):
+            next(ahead)
+        with pytest.raises(StopIteration):
+            next(ahead)
 
 
 def test_categorical_regression_and_multiclass(model_repo, files, tmp_path):
