@@ -151,7 +151,7 @@ def run(
                     if done.returncode != 0:
                         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
                     r = json.loads(done.stdout.strip().splitlines()[-1])
-                    r["file"], r["python"], r["load1"] = path.name, python, os.getloadavg()[0]
+                    r["file"], r["python"], r["load1"], r["round"] = path.name, python, os.getloadavg()[0], i
                     results.append(r)
                     print(
                         f"{path.name:22} {mode:12} {_label(python, pythons):>8} run {i + 1}:"
@@ -181,6 +181,26 @@ def run(
                     f"| {path.name} | {mode} | {_label(python, pythons)} | {rate:,.0f} | {secs:.2f} | {cpu} |"
                     f" {peak:,.0f} | "
                     + (f"{wpeak:,.0f} |" if wpeak is not None else "- |")
+                )
+    print()
+    print_ratios(results, pythons)
+
+
+def print_ratios(results: list[dict], pythons: list[str]) -> None:
+    """batch / read_all rate within each round (runs seconds apart, under the same load), and
+    their median: steadier than the ratio of the two medians on a shared machine."""
+    for name in sorted({r["file"] for r in results}):
+        for python in pythons:
+            rounds: dict[int, dict[str, float]] = {}
+            for r in results:
+                if r["file"] == name and r["python"] == python:
+                    rounds.setdefault(r["round"], {})[r["mode"]] = r["rows"] / r["seconds"]
+            ratios = [m["batch"] / m["read_all"] for m in rounds.values() if {"batch", "read_all"} <= set(m)]
+            if ratios:
+                shown = " ".join(f"{x:.2f}" for x in ratios)
+                print(
+                    f"{name} {_label(python, pythons)}: batch/read_all per round {shown};"
+                    f" median {statistics.median(ratios):.2f}"
                 )
 
 
