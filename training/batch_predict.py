@@ -214,7 +214,9 @@ def check_options(chunk_rows: int, compression: str) -> None:
         raise BatchError(f"compression {compression!r}: expected one of {', '.join(COMPRESSIONS)}")
 
 
-def load(version_dir: str | Path, intra_op_threads: int | None = 1, manifest: Manifest | None = None) -> OnnxScorer:
+def load(
+    version_dir: str | Path, intra_op_threads: int | None = 1, manifest: Manifest | None = None
+) -> OnnxScorer:
     """One intra-op thread by default: ORT's tree ensembles then sum in the same order whatever
     the batch size (with more threads a row's probability can move by one float32 ulp with the
     batch it is in), and the reader thread has the other core."""
@@ -262,7 +264,9 @@ def batch_predict(
     try:
         scorer = load(version_dir, intra_op_threads, manifest)
         scratch = Scratch(manifest.model.input_width)
-        bar = _progress_bar(reader, progress, f"scoring {Path(version_dir).parent.name}/{Path(version_dir).name}")
+        bar = _progress_bar(
+            reader, progress, f"scoring {Path(version_dir).parent.name}/{Path(version_dir).name}"
+        )
         for chunk in ahead:
             writer.write(score_chunk(scorer, chunk, row_id, scratch))
             rows += chunk.n_rows

@@ -193,16 +193,21 @@ def run(
     for path in files:
         for mode in modes:
             for python in pythons:
-                rs = [r for r in results if r["file"] == path.name and r["mode"] == mode and r["python"] == python]
+                rs = [
+                    r
+                    for r in results
+                    if r["file"] == path.name and r["mode"] == mode and r["python"] == python
+                ]
                 secs = statistics.median(r["seconds"] for r in rs)
                 rate = statistics.median(r["rows"] / r["seconds"] for r in rs)
                 peak = statistics.median(r["self_peak_mb"] for r in rs)
-                wpeak = statistics.median(r["worker_peak_mb"] for r in rs) if "worker_peak_mb" in rs[0] else None
+                wpeak = (
+                    statistics.median(r["worker_peak_mb"] for r in rs) if "worker_peak_mb" in rs[0] else None
+                )
                 cpu = f"{statistics.median(r['cpu_s'] for r in rs):.2f}" if "cpu_s" in rs[0] else "-"
                 print(
                     f"| {path.name} | {mode} | {_label(python, pythons)} | {rate:,.0f} | {secs:.2f} | {cpu} |"
-                    f" {peak:,.0f} | "
-                    + (f"{wpeak:,.0f} |" if wpeak is not None else "- |")
+                    f" {peak:,.0f} | " + (f"{wpeak:,.0f} |" if wpeak is not None else "- |")
                 )
     print()
     print_ratios(results, pythons)
@@ -258,7 +263,10 @@ def main() -> None:
         help="before each run wait (up to 60 s) until the CPUs were this %% idle over 1 s (0: off)",
     )
     r.add_argument(
-        "--warm-mb", type=int, default=1024, help="touch this much memory before each run (0: off); see warm_memory"
+        "--warm-mb",
+        type=int,
+        default=1024,
+        help="touch this much memory before each run (0: off); see warm_memory",
     )
     o = sub.add_parser("one")
     o.add_argument("mode")

@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 import tritonclient.grpc as triton
 from onyxserve.core.scorer import load_version
-from onyxserve.training.batch_predict import BatchError, Scratch, batch_predict, batch_predict_dask, score_chunk
+from onyxserve.training.batch_predict import (
+    BatchError,
+    Scratch,
+    batch_predict,
+    batch_predict_dask,
+    score_chunk,
+)
 from onyxserve.training.batch_source import Chunk, Prefetch, SourceError, open_source
 from onyxserve.training.datasource import create_datasource
 from onyxserve.training.parity import row_block
