@@ -27,6 +27,7 @@ from onyxserve.server.grpc_servicer import InferenceServicer
 from onyxserve.server.http_app import build_app
 from onyxserve.server.repository import ModelRepository
 from onyxserve.server.settings import Settings
+from onyxserve.server.stages import StageReader
 from onyxserve.server.tls import grpc_credentials, http_context
 
 log = logging.getLogger("onyxserve")
@@ -64,6 +65,7 @@ class Server:
             intra_op_threads=threads,
             unload_grace_s=settings.shutdown_grace_s,
             on_change=self._model_changed,
+            stage_reader=StageReader(settings.registry_path()) if settings.version_source == "registry" else None,
         )
         self.dataplane = DataPlane(self.repository)
         self._grpc: grpc.aio.Server | None = None
@@ -139,8 +141,9 @@ class Server:
         if s.model_control == "poll":
             self._spawn(self._poll())
         self.addresses = BoundAddresses(grpc=f"{s.host}:{port}", http=http, uds=uds)
-        log.info("onyxserve ready: grpc=%s http=%s uds=%s models=%s", self.addresses.grpc, http, uds,
-                 [f"{m.name}/{m.version}" for m in self.repository.ready_models()])
+        log.info("onyxserve ready: grpc=%s http=%s uds=%s models=%s version_source=%s", self.addresses.grpc, http,
+                 uds, [f"{m.name}/{m.version}" for m in self.repository.ready_models()],
+                 f"registry ({s.registry_path()})" if s.version_source == "registry" else "config")
         return self.addresses
 
     async def _poll(self) -> None:

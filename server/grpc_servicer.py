@@ -175,6 +175,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         msg.parameters["task"].string_value = model.manifest.task
         msg.parameters["features"].string_value = ",".join(model.manifest.feature_names)
+        stages = self.dataplane.repository.stages_of(model.name, model.version)
+        if stages:  # the registry stages this version serves as, e.g. "production"
+            msg.parameters["stage"].string_value = ",".join(stages)
         return pb.ModelConfigResponse(config=msg)
 
     @_map_errors

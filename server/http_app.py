@@ -109,7 +109,8 @@ async def infer(request: web.Request) -> web.Response:
 async def repository_index(request: web.Request) -> web.Response:
     index = _dp(request).repository_index()
     return web.json_response([
-        {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason} for s in index
+        {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason, "stages": list(s.stages)}
+        for s in index
     ])
 
 

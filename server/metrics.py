@@ -44,6 +44,9 @@ QUEUE_DEPTH = Gauge("onyxserve_queue_depth", "Requests left waiting when the las
                     multiprocess_mode="livesum")
 MODEL_READY = Gauge("onyxserve_model_ready", "1 when the model version is loaded and serving.", MODEL,
                     multiprocess_mode="livemax")
+MODEL_STAGE = Gauge("onyxserve_model_stage",
+                    "1 while the version serves as this registry stage (production, shadow, staging).",
+                    MODEL + ("stage",), multiprocess_mode="livemax")
 
 
 class ModelMetrics:

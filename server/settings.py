@@ -25,6 +25,14 @@ class Settings(BaseSettings):
         description="poll: rescan the repository; explicit: load/unload only by API; none: load once.",
     )
     poll_interval_s: float = Field(5.0, gt=0, description="Seconds between repository scans in poll mode.")
+    version_source: str = Field(
+        "registry", pattern="^(registry|config)$",
+        description="registry: a model with a production stage in registry.db serves it (plus shadow"
+        " and staging); config: config.json's version_policy only. Without registry.db both are config.",
+    )
+    registry_db: Path | None = Field(
+        None, description="Registry database read for stages (default <repository>/registry.db); read-only."
+    )
     load_models: list[str] = Field(
         default_factory=list, description="explicit mode: models loaded at start (empty loads all)."
     )
@@ -43,6 +51,9 @@ class Settings(BaseSettings):
     )
     metrics: bool = Field(True, description="Export Prometheus metrics on /metrics.")
     log_level: str = Field("INFO", description="Python logging level.")
+
+    def registry_path(self) -> Path:
+        return self.registry_db or self.repository / "registry.db"
 
     def bind_address(self) -> str:
         return f"{self.host}:{self.grpc_port}"

@@ -10,6 +10,11 @@
     onyxserve registry register MODEL VERSION        index an exported version
     onyxserve registry sync                          index every version on disk
 
+A server running on the repository (``onyxserve serve``, poll mode) follows the stages within
+its poll interval: production answers requests without a version; shadow and staging are
+loaded for explicit-version requests; a promotion to a version that cannot load leaves the
+previous one serving. ``onyxserve serve --version-source config`` ignores stages.
+
 Every action takes ``--repository DIR`` (default $ONYXSERVE_REPOSITORY, else ./models) and
 ``--db FILE`` (default DIR/registry.db); ``--actor`` names who did it (default the user).
 Exit codes: 0 done, 1 refused (the message says why), 2 usage.
@@ -29,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "registry",
         help="list, show, compare, promote, roll back, approve, delete model versions",
-        description="The SQLite index of the model repository: versions, approval, stages, history.",
+        description="The SQLite index of the model repository: versions, approval, stages, history."
+        " A running `onyxserve serve` (poll mode) follows the stages within its poll interval:"
+        " production answers requests without a version, shadow and staging are loaded for"
+        " explicit-version requests; `serve --version-source config` ignores them.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -55,12 +63,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a = action("compare", "compare the metrics of versions of a model")
     a.add_argument("model")
     a.add_argument("versions", nargs="+")
-    a = action("promote", "point a stage (production, shadow, staging, archived) at a version")
+    a = action(
+        "promote",
+        "point a stage (production, shadow, staging, archived) at a version; a polling server"
+        " switches to it within its poll interval (a version that fails to load is not switched to)",
+    )
     a.add_argument("model")
     a.add_argument("version")
     a.add_argument("--stage", default="production", choices=["production", "shadow", "staging", "archived"])
     a.add_argument("--force", action="store_true", help="promote even if not approved")
-    a = action("rollback", "move production back to the version that held it before")
+    a = action(
+        "rollback",
+        "move production back to the version that held it before; a polling server follows within its poll interval",
+    )
     a.add_argument("model")
     a = action("approve", "approve (or --reject) a version")
     a.add_argument("model")
