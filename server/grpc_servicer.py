@@ -178,6 +178,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         stages = self.dataplane.repository.stages_of(model.name, model.version)
         if stages:  # the registry stages this version serves as, e.g. "production"
             msg.parameters["stage"].string_value = ",".join(stages)
+        if model.threshold is not None:  # binary: the label is positive iff P(positive) >= it
+            msg.parameters["threshold"].string_value = repr(model.threshold)
         return pb.ModelConfigResponse(config=msg)
 
     @_map_errors

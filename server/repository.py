@@ -148,6 +148,7 @@ class ModelRepository:
                 await self._sync_model(name, explicit=False, stages=stages.get(name))
             for name in sorted(set(self._served) - names):
                 await self._unload_all(name, "model folder removed")
+            self._apply_thresholds()
 
     async def load(self, name: str) -> None:
         """Explicit load (or reload) of one model; raises RepositoryError when nothing serves."""
@@ -156,6 +157,7 @@ class ModelRepository:
                 raise RepositoryError(f"model '{name}' is not in repository {self.root}")
             stages = await self._read_stages()
             await self._sync_model(name, explicit=True, stages=stages.get(name))
+            self._apply_thresholds()
             if not self._served.get(name):
                 reasons = [s.reason for s in self._states.values() if s.name == name and s.reason]
                 raise RepositoryError(f"model '{name}' failed to load: {'; '.join(reasons) or 'no versions'}")
@@ -171,6 +173,17 @@ class ModelRepository:
             await asyncio.gather(*(m.stop(grace_s) for m in self.ready_models()))
             self._served.clear()
             self._default.clear()
+
+    def _apply_thresholds(self) -> None:
+        """Each served version takes the decision threshold the registry holds for it (binary
+        models; None answers the graph's own label). A plain attribute: no reload, no pause."""
+        for name, versions in self._served.items():
+            thresholds = self._stages.get(name, ModelStages()).thresholds
+            for version, model in versions.items():
+                threshold = thresholds.get(version) if model.manifest.task == "binary" else None
+                if threshold != model.threshold:
+                    log.info("model %s version %s: decision threshold %s", name, version, threshold)
+                    model.threshold = threshold
 
     async def _read_stages(self) -> dict[str, ModelStages]:
         """Every model's stages; {} when stages are off or there is no registry. An unreadable
@@ -323,6 +336,8 @@ class ModelRepository:
                 raise ModelLoadError(
                     f"{version_dir / MANIFEST_FILE}: says {model.name}/{model.version}, folder is {name}/{version}"
                 )
+            if model.manifest.task == "binary":
+                model.threshold = self._stages.get(name, ModelStages()).thresholds.get(version)
             await model.start()
         except (ModelLoadError, OSError) as exc:
             self._failed[(name, version)] = stamp

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from onyxserve.core.decision import thresholded_labels
 from onyxserve.core.normalizer import FeatureValueError, RowBlock
 from onyxserve.core.scorer import OnnxScorer, load_version
 from onyxserve.server.batcher import BatchResult, DynamicBatcher, Outputs
@@ -40,6 +41,8 @@ class ServedModel:
         self.inputs = self._describe_inputs()
         self.outputs = self._describe_outputs()
         self.output_types = {o.name: o.datatype for o in self.outputs}  # looked up per request
+        # binary models: the registry's decision threshold for this version (None: the graph's label)
+        self.threshold: float | None = None
 
     @classmethod
     def load(cls, version_dir: Path, config: ModelConfig, intra_op_threads: int) -> ServedModel:
@@ -80,6 +83,11 @@ class ServedModel:
             batch, texts = normalizer.prepare(good)
         normalized = time.perf_counter_ns()
         outputs = self.scorer.run(batch, texts)
+        threshold = self.threshold  # read once: the repository may change it between batches
+        if threshold is not None and "probabilities" in outputs:
+            outputs["label"] = thresholded_labels(
+                outputs["probabilities"], outputs["label"], self.manifest.labels, threshold
+            )
         return BatchResult(outputs, failed, normalized - started, time.perf_counter_ns() - normalized)
 
     def _describe_inputs(self) -> tuple[TensorInfo, ...]:

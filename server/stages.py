@@ -8,7 +8,7 @@ long-lived read snapshot holds back checkpoints).
 
 Which versions a stage-controlled model serves is decided by the repository
 (``server/repository.py``); this module only answers "which version holds which stage, and
-which versions held production before".
+which versions held production before", and each version's decision threshold.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ class ModelStages:
 
     aliases: dict[str, str] = field(default_factory=dict)  # stage -> version
     earlier_production: tuple[str, ...] = ()  # versions that held production before, newest first
+    thresholds: dict[str, float] = field(default_factory=dict)  # version -> binary decision threshold
 
     @property
     def production(self) -> str | None:
@@ -67,6 +68,9 @@ class StageReader:
                 "SELECT model, action, version FROM history WHERE stage = 'production'"
                 " AND action IN ('promote', 'rollback') ORDER BY id"
             ).fetchall()
+            thresholds = db.execute(
+                "SELECT model, version, threshold FROM versions WHERE threshold IS NOT NULL"
+            ).fetchall()
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StageReadError(f"{self.db_path}: not a readable registry ({exc})") from None
@@ -75,9 +79,16 @@ class StageReader:
         by_model: dict[str, dict[str, str]] = {}
         for model, stage, version in aliases:
             by_model.setdefault(model, {})[stage] = str(version)
+        decisions: dict[str, dict[str, float]] = {}
+        for model, version, threshold in thresholds:
+            decisions.setdefault(model, {})[str(version)] = float(threshold)
         return {
-            name: ModelStages(found, _earlier_production(history, name, found.get("production")))
-            for name, found in by_model.items()
+            name: ModelStages(
+                by_model.get(name, {}),
+                _earlier_production(history, name, by_model.get(name, {}).get("production")),
+                decisions.get(name, {}),
+            )
+            for name in by_model.keys() | decisions.keys()
         }
 
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from onyxserve.core.decision import check_threshold
 from onyxserve.core.manifest import Manifest, ManifestError
 from onyxserve.core.model_store import MANIFEST_FILE, list_models, list_versions
 
@@ -297,6 +298,29 @@ class Registry:
                 (json.dumps({**old, **metrics}, sort_keys=True), threshold, name, v),
             )
             _log(db, _actor(actor), "evaluate", name, v, detail=f"threshold={threshold}")
+
+    def set_threshold(
+        self, name: str, version: str | int, threshold: float | None, *, actor: str | None = None
+    ) -> float | None:
+        """Set (None: clear) the decision threshold of a binary version; returns the previous one.
+        A polling server answers with it within its poll interval: the label is the positive
+        class iff its probability is >= the threshold."""
+        v = _version_int(version)
+        if threshold is not None:
+            try:
+                threshold = check_threshold(threshold, f"{name}/{v}")
+            except ValueError as exc:
+                raise RegistryError(str(exc)) from None
+        with self._write() as db:
+            self._require_version(db, name, v)
+            row = db.execute(
+                "SELECT task, threshold FROM versions WHERE model = ? AND version = ?", (name, v)
+            ).fetchone()
+            if row["task"] != "binary" and threshold is not None:
+                raise RegistryError(f"{name}/{v} is a {row['task']} model; thresholds apply to binary models")
+            db.execute("UPDATE versions SET threshold = ? WHERE model = ? AND version = ?", (threshold, name, v))
+            _log(db, _actor(actor), "threshold", name, v, detail=f"{row['threshold']} -> {threshold}")
+        return row["threshold"]
 
     def sync(self, *, actor: str | None = None) -> SyncReport:
         """Index every version on disk that is not indexed yet; forget indexed versions whose

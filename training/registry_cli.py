@@ -82,6 +82,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("version")
     a.add_argument("--reject", action="store_true")
     a.add_argument("--note", default="", help="recorded in the history")
+    a = action(
+        "threshold",
+        "set a binary version's decision threshold (label = positive class iff its probability >= it);"
+        " a polling server answers with it within its poll interval, batch-predict uses it too",
+    )
+    a.add_argument("model")
+    a.add_argument("version")
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("value", nargs="?", type=float, help="a probability between 0 and 1")
+    g.add_argument("--clear", action="store_true", help="back to the model's own label (0.5)")
     a = action("delete", "delete a version's files and index entry")
     a.add_argument("model")
     a.add_argument("version")
@@ -217,6 +227,14 @@ def _approve(reg, args) -> Any:
     return {"model": args.model, "version": args.version, "approval": status}
 
 
+def _threshold(reg, args) -> Any:
+    value = None if args.clear else args.value
+    before = reg.set_threshold(args.model, args.version, value, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}/{args.version}: threshold {before} -> {value}")
+    return {"model": args.model, "version": args.version, "threshold": value, "previous": before}
+
+
 def _delete(reg, args) -> Any:
     reg.delete(args.model, args.version, force=args.force, actor=args.actor)
     if not args.json:
@@ -246,6 +264,7 @@ _ACTIONS = {
     "promote": _promote,
     "rollback": _rollback,
     "approve": _approve,
+    "threshold": _threshold,
     "delete": _delete,
     "register": _register,
     "sync": _sync,
