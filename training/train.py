@@ -38,6 +38,7 @@ from onyxserve.training import train_metrics
 from onyxserve.training.datasource import Datasource, read_frames
 from onyxserve.training.recipe import Plan, Recipe, parse_recipe
 from onyxserve.training.recipe_compile import build_transformer
+from onyxserve.training.sgd_adaptive import AdaptiveRate
 from onyxserve.training.splits import Split, parse_split, select
 from onyxserve.training.train_errors import TrainingError
 from onyxserve.training.train_params import CLASSIFICATION, TASKS, build_estimator, validate_params
@@ -313,6 +314,7 @@ def fit_estimator(
 def _fit_passes(est, X, y, w, passes, shuffle, seed, bar, on_stage) -> int:
     rng = np.random.default_rng(seed)
     classes = np.unique(y) if _is_classifier(est) else None
+    adaptive = AdaptiveRate(est) if est.learning_rate == "adaptive" else None
     bar.reset(total=passes)
     for i in range(passes):
         extra = {"classes": classes} if classes is not None else {}
@@ -331,6 +333,8 @@ def _fit_passes(est, X, y, w, passes, shuffle, seed, bar, on_stage) -> int:
         bar.update(1)
         if on_stage:
             on_stage(i + 1, passes, est)
+        if adaptive is not None and not adaptive.after_pass(X, y):
+            return i + 1  # the rate fell below 1e-6, as scikit-learn's fit stops
     return passes
 
 
