@@ -84,7 +84,7 @@ def _binary(report: Report, r: EvaluationResult) -> None:
     from sklearn.calibration import calibration_curve
 
     y = label_indices(r.y_true, r.labels)
-    s = r.scores
+    s = _unit(r.scores)
     pos_name, neg_name = str(r.labels[1]), str(r.labels[0])
     both = len(np.unique(y)) == 2
 
@@ -167,6 +167,12 @@ def _binary(report: Report, r: EvaluationResult) -> None:
         )
 
 
+def _unit(scores: np.ndarray) -> np.ndarray:
+    """Served probabilities are float32: a tree ensemble's 1.0 can come back as 1.0000001, which
+    calibration_curve refuses ("y_prob has values outside [0, 1]"); the plots clip it back."""
+    return np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+
+
 def _at(y: np.ndarray, s: np.ndarray, t: float) -> tuple[float, float, float]:
     pred = s >= t
     tp = int((pred & (y == 1)).sum())
@@ -213,7 +219,7 @@ def _multiclass(report: Report, r: EvaluationResult) -> None:
     from sklearn.calibration import calibration_curve
 
     y = label_indices(r.y_true, r.labels)
-    proba = np.asarray(r.scores)
+    proba = _unit(r.scores)
     k = len(names)
     report.add_heading("Probabilities by true class")
     cols = min(k, 4)
