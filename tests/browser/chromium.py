@@ -50,7 +50,7 @@ def missing() -> str | None:
     """Why headless Chromium cannot run here, or None when it can."""
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
         if not path.is_file():
-            return f"{path} not found (apt-get install chromium chromium-driver; .ci/run does)"
+            return f"{path} not found (Debian package {package}; .ci/run installs it)"
     try:
         import selenium  # noqa: F401
     except ImportError:
