@@ -72,7 +72,7 @@ def rest_inputs(frame: pd.DataFrame) -> list[dict]:
     inputs = []
     for column in frame.columns:
         values = frame[column].tolist()
-        datatype = "BYTES" if frame[column].dtype == object else "FP64"
+        datatype = "FP64" if pd.api.types.is_numeric_dtype(frame[column]) else "BYTES"
         inputs.append({"name": column, "datatype": datatype, "shape": [len(values)], "data": values})
     return inputs
 
