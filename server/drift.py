@@ -313,6 +313,14 @@ class DriftMonitor:
             offset += len(s.bins)
         self.plan.features, self.plan.predictions = features, predictions
         self._pred = base[self._features_size :]
+        # per-batch constants of ``observe``
+        labels = self.plan.labels
+        self._label_is_index = bool(labels) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v == k for k, v in enumerate(labels))
+        if self.plan.prediction_edges is not None and labels:
+            edges = self.plan.prediction_edges
+            self._inner_edges = edges[1:-1].copy()
+            self._class_offsets = len(labels) + np.arange(len(labels)) * (len(edges) - 1)
         self._layout = layout = self._describe()
         self.digest = layout["digest"]
         self._store.publish(layout)
@@ -341,17 +349,18 @@ class DriftMonitor:
             self._pred[:size] += np.bincount(numeric_slots(x, self.plan.prediction_edges), minlength=size)
             return
         labels = outputs["label"].reshape(-1)
-        n_labels = len(self.plan.labels)
-        idx = np.full(len(labels), n_labels, dtype=np.intp)
-        for k, value in enumerate(self.plan.labels):
-            idx[labels == value] = k
-        self._pred[:n_labels] += np.bincount(idx, minlength=n_labels + 1)[:n_labels]
-        proba = np.clip(np.asarray(outputs["probabilities"], dtype=np.float64), 0.0, 1.0)
-        edges = self.plan.prediction_edges
-        n_bins = len(edges) - 1
-        slots = np.searchsorted(edges[1:-1], proba, side="right")  # bins of numpy.histogram, last closed
-        slots += np.arange(proba.shape[1]) * n_bins
-        self._pred[n_labels:] += np.bincount(slots.reshape(-1), minlength=n_bins * proba.shape[1])
+        if self._label_is_index:  # labels 0..C-1: the label is its own slot
+            idx = labels
+        else:
+            idx = np.full(len(labels), len(self._pred), dtype=np.intp)  # past the end: not counted
+            for k, value in enumerate(self.plan.labels):
+                idx[labels == value] = k
+        # numpy.histogram's bins (last closed) on the interior edges; a probability outside [0, 1]
+        # lands in the first or last bin, as the baseline's clip put it
+        slots = np.searchsorted(self._inner_edges, outputs["probabilities"], side="right")
+        slots += self._class_offsets
+        counts = np.bincount(np.concatenate((idx, slots.reshape(-1))), minlength=len(self._pred) + 1)
+        self._pred += counts[: len(self._pred)]
 
     # -- reading
     def totals(self) -> tuple[np.ndarray, list[dict[str, int]]]:

@@ -236,3 +236,30 @@ def test_drift_report_command_renders_html(drift_server, tmp_path):
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert missing.returncode == 1 and "404" in missing.stderr and "nope" in missing.stderr
+
+
+def test_string_labels_and_regression_values_are_counted(server, model_repo):
+    """The session server's iris (string labels, three classes) and price (regression value)."""
+    _, models = model_repo
+    client = triton.InferenceServerClient(server.grpc_target)
+    before = {m: by_name(report(server, m)["since_load"]) for m in ("iris", "price")}
+    iris = models["iris"][1].iloc[:150]
+    inp = triton.InferInput("input", [150, 4], "FP32")
+    inp.set_data_from_numpy(iris.to_numpy(np.float32))
+    labels = client.infer("iris", [inp]).as_numpy("label").astype(str)
+    price = models["price"][1].iloc[:120]
+    values = client.infer("price", triton_feature_inputs(price)).as_numpy("value")
+    client.close()
+    rows = by_name(report(server, "iris")["since_load"])
+    classes = rows["label"]["bins"]
+    assert classes == ["setosa", "versicolor", "virginica"]
+    added = np.subtract(rows["label"]["live_counts"], before["iris"]["label"]["live_counts"])
+    assert added.tolist() == [int((labels == c).sum()) for c in classes]
+    rows = by_name(report(server, "price")["since_load"])
+    value = rows["value"]
+    added = np.subtract(value["live_counts"], before["price"]["value"]["live_counts"])
+    assert added.tolist() == expected_numeric(values.astype(np.float64), np.array(value["edges"]))
+    age = rows["age"]  # NaN rows are imputed for the model but counted as missing by drift
+    added = np.subtract(age["live_counts"], before["price"]["age"]["live_counts"])
+    assert added.tolist() == expected_numeric(price["age"].to_numpy(float), np.array(age["edges"]))
+    assert added[-1] == price["age"].isna().sum() > 0
