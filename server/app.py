@@ -23,6 +23,7 @@ from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos._pool import POOL
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 from onyxserve.server.dataplane import DataPlane
+from onyxserve.server.drift import DriftSettings
 from onyxserve.server.grpc_servicer import InferenceServicer
 from onyxserve.server.http_app import build_app
 from onyxserve.server.repository import ModelRepository
@@ -66,6 +67,10 @@ class Server:
             unload_grace_s=settings.shutdown_grace_s,
             on_change=self._model_changed,
             stage_reader=StageReader(settings.registry_path()) if settings.version_source == "registry" else None,
+            drift=DriftSettings.from_environment(
+                enabled=settings.drift, psi_threshold=settings.drift_psi_threshold, min_rows=settings.drift_min_rows,
+                window_s=settings.drift_window_s, snapshot_s=settings.drift_snapshot_s,
+            ),
         )
         self.dataplane = DataPlane(self.repository)
         self._grpc: grpc.aio.Server | None = None

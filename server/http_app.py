@@ -10,6 +10,7 @@ import numpy as np
 from aiohttp import web
 
 from onyxserve.server import metrics
+from onyxserve.server.drift import build_report
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import InvalidInput, OnyxError
 from onyxserve.server.served_model import PLATFORM
@@ -124,6 +125,19 @@ async def repository_unload(request: web.Request) -> web.Response:
     return web.json_response({})
 
 
+async def drift_report(request: web.Request) -> web.Response:
+    """The version's drift report (see server/drift.py); ?psi_threshold= overrides the setting."""
+    model = _dp(request).model(request.match_info["name"], _version(request))
+    if model.drift is None:
+        return _error(404, "drift monitoring is off on this server (setting drift / ONYXSERVE_DRIFT)")
+    threshold = request.query.get("psi_threshold")
+    try:
+        value = float(threshold) if threshold is not None else None
+    except ValueError:
+        raise InvalidInput(f"psi_threshold must be a number, got {threshold!r}") from None
+    return web.json_response(build_report(model.drift, value))
+
+
 async def prometheus(request: web.Request) -> web.Response:
     return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
 
@@ -140,6 +154,7 @@ def build_app(dataplane: DataPlane, *, with_metrics: bool = True, max_body_bytes
         *(web.get(base, model_metadata) for base in (model, versioned)),
         *(web.get(f"{base}/ready", model_ready) for base in (model, versioned)),
         *(web.post(f"{base}/infer", infer) for base in (model, versioned)),
+        *(web.get(f"{base}/drift", drift_report) for base in (model, versioned)),
         web.post("/v2/repository/index", repository_index),
         web.post("/v2/repository/models/{name}/load", repository_load),
         web.post("/v2/repository/models/{name}/unload", repository_unload),

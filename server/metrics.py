@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import (
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
@@ -17,6 +18,8 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+
+from onyxserve.server.drift import DriftCollector, DriftSettings
 
 # 50 µs .. 5 s: the interesting part of a CPU model's latency is well under a millisecond.
 LATENCY_BUCKETS = (
@@ -69,10 +72,15 @@ class ModelMetrics:
         REQUESTS.labels(*self.labels, outcome).inc()
 
 
+# drift counts are read from the monitors' arrays at scrape time (no per-batch Prometheus call)
+REGISTRY.register(DriftCollector())
+
+
 def render() -> bytes:
     """The exposition text: this process's registry, or all workers' in multiprocess mode."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        registry.register(DriftCollector(DriftSettings.from_environment().directory))  # every worker's files
         return generate_latest(registry)
     return generate_latest()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from onyxserve.core.model_store import MANIFEST_FILE, list_models, list_versions
 from onyxserve.core.scorer import ModelLoadError
+from onyxserve.server.drift import DriftSettings
 from onyxserve.server.errors import ModelNotFound, ModelNotReady, RepositoryError
 from onyxserve.server.model_config import ConfigError, ModelConfig
 from onyxserve.server.metrics import MODEL_STAGE
@@ -62,9 +63,11 @@ class ModelRepository:
         unload_grace_s: float = 5.0,
         on_change: Callable[[str, bool], None] | None = None,
         stage_reader: StageReader | None = None,
+        drift: DriftSettings | None = None,
     ) -> None:
         self.root = Path(root)
         self._threads = intra_op_threads
+        self._drift = DriftSettings.from_environment() if drift is None else drift  # default: on
         self._unload_grace = unload_grace_s
         self._on_change = on_change or (lambda name, serving: None)
         self._served: dict[str, dict[str, ServedModel]] = {}  # name -> version -> model
@@ -331,7 +334,7 @@ class ModelRepository:
     async def _load_version(self, name: str, version: str, version_dir: Path, config: ModelConfig, stamp: float) -> None:
         self._set_state(name, version, LOADING)
         try:
-            model = await asyncio.to_thread(ServedModel.load, version_dir, config, self._threads)
+            model = await asyncio.to_thread(ServedModel.load, version_dir, config, self._threads, self._drift)
             if (model.name, model.version) != (name, version):
                 raise ModelLoadError(
                     f"{version_dir / MANIFEST_FILE}: says {model.name}/{model.version}, folder is {name}/{version}"

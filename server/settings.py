@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     )
     metrics: bool = Field(True, description="Export Prometheus metrics on /metrics.")
     log_level: str = Field("INFO", description="Python logging level.")
+    drift: bool = Field(True, description="Count live feature and prediction distributions against the baseline.")
+    drift_psi_threshold: float = Field(0.2, gt=0, description="A feature or prediction with a larger PSI is drifted.")
+    drift_min_rows: int = Field(100, ge=1, description="Fewer rows than this are reported but never flagged.")
+    drift_window_s: float = Field(900.0, gt=0, description="Length of the drift report's recent window, seconds.")
+    drift_snapshot_s: float = Field(60.0, gt=0, description="Seconds between the snapshots the window is cut from.")
 
     def registry_path(self) -> Path:
         return self.registry_db or self.repository / "registry.db"
@@ -64,6 +69,8 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        if self.drift_snapshot_s > self.drift_window_s:
+            raise ValueError("drift_snapshot_s must not exceed drift_window_s")
         return self
 
 
