@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import time
+from bisect import bisect_right
 import uuid
 from collections import deque
 from collections.abc import Iterator, Mapping
@@ -45,6 +46,7 @@ from onyxserve.core.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
+SMALL_BATCH = 4  # up to this many rows, predictions are counted without numpy
 SMOOTHING = 0.5  # pseudo-count added to every bin of both distributions before PSI
 SMOOTHING_NOTE = "additive: 0.5 added to every bin's count in both distributions (Jeffreys prior) before PSI"
 BELOW, ABOVE, MISSING, UNKNOWN = "below", "above", "missing", "unknown"
@@ -321,6 +323,9 @@ class DriftMonitor:
             edges = self.plan.prediction_edges
             self._inner_edges = edges[1:-1].copy()
             self._class_offsets = len(labels) + np.arange(len(labels)) * (len(edges) - 1)
+            self._inner_list = self._inner_edges.tolist()
+            self._offsets_list = self._class_offsets.tolist()
+            self._label_slot = {value: k for k, value in enumerate(labels)}
         self._layout = layout = self._describe()
         self.digest = layout["digest"]
         self._store.publish(layout)
@@ -349,6 +354,9 @@ class DriftMonitor:
             self._pred[:size] += np.bincount(numeric_slots(x, self.plan.prediction_edges), minlength=size)
             return
         labels = outputs["label"].reshape(-1)
+        if len(labels) <= SMALL_BATCH:  # one-row requests: numpy's per-call cost dominates
+            self._observe_rows(labels, outputs["probabilities"])
+            return
         if self._label_is_index:  # labels 0..C-1: the label is its own slot
             idx = labels
         else:
@@ -361,6 +369,17 @@ class DriftMonitor:
         slots += self._class_offsets
         counts = np.bincount(np.concatenate((idx, slots.reshape(-1))), minlength=len(self._pred) + 1)
         self._pred += counts[: len(self._pred)]
+
+    def _observe_rows(self, labels: np.ndarray, probabilities: np.ndarray) -> None:
+        """``observe`` for a few rows in plain Python: the same slots (bisect_right is
+        searchsorted(side='right')), a quarter of the cost for one row."""
+        pred, edges, offsets, index = self._pred, self._inner_list, self._offsets_list, self._label_slot
+        for label, row in zip(labels.tolist(), probabilities.tolist()):
+            k = index.get(label)
+            if k is not None:
+                pred[k] += 1
+            for j, p in enumerate(row):
+                pred[offsets[j] + bisect_right(edges, p)] += 1
 
     # -- reading
     def totals(self) -> tuple[np.ndarray, list[dict[str, int]]]:
