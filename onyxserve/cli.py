@@ -20,6 +20,7 @@ SUBCOMMANDS = (
     "onyxserve.training.train_cli",  # train, tune
     "onyxserve.clients.loadtest.cli",  # loadtest
     "onyxserve.training.evaluate_cli", "onyxserve.training.registry_cli", "onyxserve.training.batch_cli",
+    "onyxserve.shadow_cli",  # shadow-report
 )
 
 

@@ -67,7 +67,7 @@ class Server:
             on_change=self._model_changed,
             stage_reader=StageReader(settings.registry_path()) if settings.version_source == "registry" else None,
         )
-        self.dataplane = DataPlane(self.repository)
+        self.dataplane = DataPlane(self.repository, shadow_max_in_flight=settings.shadow_max_in_flight)
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -175,6 +175,7 @@ class Server:
         self.dataplane.refusing = True
         if self._grpc is not None:
             await self._grpc.stop(s.shutdown_grace_s)
+        await self.dataplane.shadow.drain(s.shutdown_grace_s)
         await self.repository.close(s.shutdown_grace_s)
         if self._http is not None:
             await self._http.cleanup()

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     tls_client_ca: Path | None = Field(
         None, description="PEM CA bundle: require client certificates signed by it (mutual TLS)."
     )
+    shadow_max_in_flight: int = Field(
+        64, ge=1, description="Mirrored requests a model's shadow version may have waiting; more are dropped"
+        " and counted (onyxserve_shadow_requests_total{outcome=\"dropped\"}), never queued.",
+    )
     metrics: bool = Field(True, description="Export Prometheus metrics on /metrics.")
     log_level: str = Field("INFO", description="Python logging level.")
 
