@@ -56,7 +56,7 @@ SHADOW = MODEL + ("shadow_version",)
 # |dP| is a probability difference: the 0 bucket counts exact agreement of the scores
 PROBABILITY_DIFF_BUCKETS = (0.0, 1e-6, 1e-4, 1e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 VALUE_DIFF_BUCKETS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6)
-RELATIVE_DIFF_BUCKETS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+RELATIVE_DIFF_BUCKETS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 SHADOW_OUTCOMES = ("mirrored", "dropped", "error")
 
 SHADOW_REQUESTS = Counter(
@@ -82,7 +82,7 @@ SHADOW_VALUE_DIFF = Histogram("onyxserve_shadow_value_diff", "Per row |value_sha
                               SHADOW, buckets=VALUE_DIFF_BUCKETS)
 SHADOW_RELATIVE_DIFF = Histogram(
     "onyxserve_shadow_relative_diff",
-    "Per row |value_shadow - value_production| / max(|value_shadow|, |value_production|) (regression; 0..1).",
+    "Per row |value_shadow - value_production| / max(|value_shadow|, |value_production|) (regression; 0..2).",
     SHADOW, buckets=RELATIVE_DIFF_BUCKETS,
 )
 SHADOW_SECONDS = Histogram("onyxserve_shadow_duration_seconds",

@@ -4,8 +4,9 @@ Classifiers: does the served label agree, and |P_shadow - P_production| of the p
 (binary: the last probability column, as ``evaluate`` and the decision threshold define it) or,
 for multiclass, of the class production ranked first. Columns are matched by class label, so a
 shadow trained with the classes in another order (or missing one: its P is 0) still compares.
-Regression: |value difference| and the symmetric relative difference |d| / max(|s|, |p|), which
-stays in [0, 1] (no infinity when production answers 0), so its Prometheus sum stays finite.
+Regression: |value difference| and the relative difference |d| / max(|s|, |p|): the usual
+|d| / |p| for small differences, but bounded (0..2; 1 when one of them is 0, 2 for equal
+magnitudes of opposite sign), so production answering 0 gives no infinity in the sums.
 """
 
 from __future__ import annotations

@@ -104,7 +104,7 @@ class ShadowStats:
         self.agree = self.disagree = 0
         self.probability_diff = probability_bins()
         self.value_diff = log_bins(1e-9, 1e9)
-        self.relative_diff = log_bins(1e-9, 1.0)
+        self.relative_diff = log_bins(1e-9, 10.0)
         self.latency = log_bins(1e-6, 100.0)
 
     def _outcome(self, outcome: str, rows: int) -> None:
