@@ -86,7 +86,7 @@ SHADOW_RELATIVE_DIFF = Histogram(
     SHADOW, buckets=RELATIVE_DIFF_BUCKETS,
 )
 SHADOW_SECONDS = Histogram("onyxserve_shadow_duration_seconds",
-                           "Shadow latency: mirrored request submitted to the shadow's outputs.",
+                           "Shadow latency: mirrored request queued (production answered) to compared.",
                            SHADOW, buckets=LATENCY_BUCKETS)
 SHADOW_IN_FLIGHT = Gauge("onyxserve_shadow_in_flight", "Mirrored requests waiting for the shadow version.",
                          SHADOW, multiprocess_mode="livesum")

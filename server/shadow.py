@@ -1,29 +1,33 @@
 """Shadow evaluation: the version holding the registry's ``shadow`` stage sees production's traffic
 and is compared with it, but never answers.
 
-Every request production answered (requests without an explicit version) is handed here once
-its outputs exist. ``mirror`` does O(1) work on the request's path -- a counter check and a task
--- and cannot raise; the task yields once (so the primary's response is encoded and handed to
-the transport first), then submits the already-decoded rows to the shadow version's own batcher
-and compares the answers. A model has at most ``max_in_flight`` mirrored requests waiting; more
-are dropped and counted, never queued, so a slow or stuck shadow costs memory that is bounded
-and never a wait. Shadow failures (decode, its queue, its batch) are counted by kind, logged
-once per kind, and never reach a client.
+Every request production answered (requests without an explicit version) is handed to
+``mirror`` once its outputs exist. On the request's path that is O(1) and cannot raise: append
+to the model's bounded shadow queue (full: dropped and counted, never waited for) and wake the
+model's shadow worker. The worker runs later on the loop: it takes everything queued, joins the
+rows into one block, submits it to the shadow version's own batcher (one submission, so a burst
+costs one shadow batch, and a big one runs on the shadow's compute thread, off the loop) and
+compares all of it with production's answers in one vectorized pass. Shadow failures (decode,
+its queue, its batch) are counted by kind, logged once per kind, and never reach a client.
 
 The rows are decoded once when both versions take the same features (names, order, kinds); a
 shadow with other features decodes the request's original tensors against its own manifest, in
-the task, and a decode failure is a shadow error of kind ``decode``.
+the worker, and a decode failure is a shadow error of kind ``decode``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from onyxserve.core.normalizer import RowBlock
-from onyxserve.server.errors import ModelNotFound, OnyxError, QueueFull
+from onyxserve.server.errors import InvalidInput, ModelNotFound, OnyxError, QueueFull
 from onyxserve.server.repository import ModelRepository
 from onyxserve.server.served_model import ServedModel
 from onyxserve.server.shadow_compare import CompareError, Comparer
@@ -50,14 +54,32 @@ class _Pair:
             self.comparer, self.compare_problem = None, str(exc)
 
 
+@dataclass(slots=True)
+class _Mirrored:
+    pair: _Pair
+    block: RowBlock  # production's decoded rows
+    tensors: Sequence[Tensor]  # the original request, for a shadow with other features
+    outputs: Outputs  # production's answer (every output)
+    queued: float  # loop time
+
+
+class _Lane:
+    """One model's shadow queue and the worker draining it."""
+
+    def __init__(self) -> None:
+        self.queue: deque[_Mirrored] = deque()
+        self.running = 0  # mirrored requests taken by the worker and not finished
+        self.wakeup = asyncio.Event()
+        self.worker: asyncio.Task | None = None
+
+
 class ShadowMirror:
     def __init__(self, repository: ModelRepository, max_in_flight: int) -> None:
         self.repository = repository
         self.max_in_flight = max_in_flight
         self._pairs: dict[tuple[str, str, str], _Pair] = {}
         self._latest: dict[str, _Pair] = {}  # model -> pair last mirrored to
-        self._in_flight: dict[str, int] = {}  # model -> mirrored requests not finished
-        self._tasks: set[asyncio.Task] = set()  # held so none is garbage-collected mid-flight
+        self._lanes: dict[str, _Lane] = {}
 
     def target(self, name: str, production: ServedModel) -> ServedModel | None:
         """The version to mirror ``production``'s answers to (None: no shadow, or the same version)."""
@@ -70,17 +92,20 @@ class ShadowMirror:
         """Called after production answered; never raises and never waits."""
         try:
             pair = self._pair(production, shadow)
-            stats = pair.stats
-            name = production.name
-            if self._in_flight.get(name, 0) >= self.max_in_flight:
-                stats.dropped(block.n_rows)
+            lane = self._lanes.get(production.name)
+            if lane is None:
+                lane = self._lanes[production.name] = _Lane()
+            if lane.worker is None or lane.worker.done():
+                lane.worker = asyncio.get_running_loop().create_task(
+                    self._work(lane), name=f"shadow-{production.name}"
+                )
+            if len(lane.queue) + lane.running >= self.max_in_flight:
+                pair.stats.dropped(block.n_rows)
                 return
-            self._in_flight[name] = self._in_flight.get(name, 0) + 1
-            stats.in_flight += 1
-            stats.in_flight_gauge.inc()
-            task = asyncio.get_running_loop().create_task(self._shadow(pair, block, tensors, outputs))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            lane.queue.append(_Mirrored(pair, block, tensors, outputs, lane.worker.get_loop().time()))
+            pair.stats.in_flight += 1
+            pair.stats.in_flight_gauge.inc()
+            lane.wakeup.set()
         except Exception:  # noqa: BLE001 - the shadow must never reach the client
             log.exception("model %s: mirroring to shadow version %s failed", production.name, shadow.version)
 
@@ -96,46 +121,101 @@ class ShadowMirror:
         self._latest[production.name] = pair
         return pair
 
-    async def _shadow(self, pair: _Pair, block: RowBlock, tensors: Sequence[Tensor], outputs: Outputs) -> None:
-        stats, shadow = pair.stats, pair.shadow_model
-        loop = asyncio.get_running_loop()
-        rows = block.n_rows
+    async def _work(self, lane: _Lane) -> None:
+        """Drain the lane for ever: everything queued at once, one group per comparison pair."""
+        while True:
+            await lane.wakeup.wait()
+            lane.wakeup.clear()
+            await asyncio.sleep(0)  # the primaries' responses go out before any shadow work
+            items = list(lane.queue)
+            lane.queue.clear()
+            lane.running = len(items)
+            groups: dict[int, list[_Mirrored]] = {}
+            for item in items:
+                groups.setdefault(id(item.pair), []).append(item)
+            try:
+                await asyncio.gather(*(self._shadow(g[0].pair, g) for g in groups.values()))
+            finally:
+                for item in items:
+                    item.pair.stats.in_flight -= 1
+                    item.pair.stats.in_flight_gauge.dec()
+                lane.running = 0
+
+    async def _shadow(self, pair: _Pair, items: list[_Mirrored]) -> None:
+        """One pair's share of a drain: decode if needed, one shadow submission, one comparison."""
+        stats = pair.stats
         try:
-            await asyncio.sleep(0)  # the primary's response goes out before any shadow work
             if pair.comparer is None:
-                stats.errored(rows, "compare", pair.compare_problem)
+                for item in items:
+                    stats.errored(item.block.n_rows, "compare", pair.compare_problem)
                 return
-            if not pair.same_inputs:
+            blocks = []
+            for item in items:
+                if pair.same_inputs:
+                    blocks.append(item.block)
+                    continue
                 try:
-                    block = shadow.decoder.decode(tensors)
+                    blocks.append(pair.shadow_model.decoder.decode(item.tensors))
                 except OnyxError as exc:
-                    stats.errored(rows, "decode", exc.message)
-                    return
-            started = loop.time()
-            try:
-                answer = await shadow.infer_block(block)
-            except QueueFull:
-                stats.dropped(rows)
+                    stats.errored(item.block.n_rows, "decode", exc.message)
+                    blocks.append(None)
+            items = [item for item, b in zip(items, blocks) if b is not None]
+            blocks = [b for b in blocks if b is not None]
+            if not items:
                 return
-            except OnyxError as exc:
-                stats.errored(rows, exc.status.name, exc.message)
+            answers = await self._run_shadow(pair, items, blocks)
+            if answers is None:
                 return
-            seconds = loop.time() - started
+            loop = asyncio.get_running_loop()
+            done = loop.time()
+            production = {k: np.concatenate([item.outputs[k] for item in items]) for k in answers}
             try:
-                diffs = pair.comparer.compare(outputs, answer)
+                diffs = pair.comparer.compare(production, answers)
             except (CompareError, KeyError, IndexError, ValueError) as exc:
-                stats.errored(rows, "compare", f"{type(exc).__name__}: {exc}")
+                for item in items:
+                    stats.errored(item.block.n_rows, "compare", f"{type(exc).__name__}: {exc}")
                 return
-            stats.compared(diffs, seconds)
+            stats.compared(diffs, np.array([done - item.queued for item in items]))
         except asyncio.CancelledError:
-            stats.errored(rows, "cancelled", "server shutting down")
             raise
         except Exception as exc:  # noqa: BLE001 - counted, logged once per kind, never raised
-            stats.errored(rows, "INTERNAL", f"{type(exc).__name__}: {exc}")
-        finally:
-            self._in_flight[pair.stats.model] -= 1
-            stats.in_flight -= 1
-            stats.in_flight_gauge.dec()
+            for item in items:
+                stats.errored(item.block.n_rows, "INTERNAL", f"{type(exc).__name__}: {exc}")
+
+    async def _run_shadow(self, pair: _Pair, items: list[_Mirrored], blocks: list[RowBlock]) -> Outputs | None:
+        """The shadow's outputs for all ``blocks`` in order: one joined submission; when the shadow
+        refuses a value in it, each request alone, so only the offending ones count as errors."""
+        shadow, stats = pair.shadow_model, pair.stats
+        joined = join_blocks(blocks)
+        try:
+            if joined is not None:
+                return await shadow.infer_block(joined)
+        except QueueFull:
+            for item in items:
+                stats.dropped(item.block.n_rows)
+            return None
+        except InvalidInput:
+            pass  # find the requests it came from, below
+        except OnyxError as exc:
+            for item in items:
+                stats.errored(item.block.n_rows, exc.status.name, exc.message)
+            return None
+        answered, outputs = [], []
+        results = await asyncio.gather(*(shadow.infer_block(b) for b in blocks), return_exceptions=True)
+        for item, result in zip(items, results):
+            if isinstance(result, QueueFull):
+                stats.dropped(item.block.n_rows)
+            elif isinstance(result, OnyxError):
+                stats.errored(item.block.n_rows, result.status.name, result.message)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                outputs.append(result)
+                answered.append(item)
+        items[:] = answered  # the caller compares only what the shadow answered
+        if not outputs:
+            return None
+        return {k: np.concatenate([o[k] for o in outputs]) for k in outputs[0]}
 
     def report(self, name: str) -> dict[str, Any]:
         """The comparison of ``name``'s current (else last) production/shadow pair."""
@@ -152,9 +232,31 @@ class ShadowMirror:
         return last.stats.report(active=False)
 
     async def drain(self, timeout_s: float) -> None:
-        """Shutdown: give mirrored requests ``timeout_s`` to finish, then cancel them."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        for task in pending:
-            task.cancel()
+        """Shutdown: give queued mirrored requests ``timeout_s`` to finish, then stop the workers."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while any(lane.queue or lane.running for lane in self._lanes.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.01)
+        for lane in self._lanes.values():
+            if lane.worker is not None:
+                lane.worker.cancel()
+
+
+def join_blocks(blocks: list[RowBlock]) -> RowBlock | None:
+    """One block holding every row of ``blocks`` in order (None: forms differ, submit one by one).
+    BYTES buffers join by concatenation: V2's length-prefixed elements follow each other."""
+    if len(blocks) == 1:
+        return blocks[0]
+    n_rows = sum(b.n_rows for b in blocks)
+    if all(b.matrix is not None for b in blocks):
+        return RowBlock(n_rows=n_rows, matrix=np.concatenate([b.matrix for b in blocks]))
+    if any(b.columns is None for b in blocks):
+        return None
+    columns = []
+    for parts in zip(*(b.columns for b in blocks)):
+        if isinstance(parts[0], np.ndarray):
+            columns.append(np.concatenate(parts))
+        else:
+            columns.append(b"".join(bytes(p) for p in parts))
+    return RowBlock(n_rows=n_rows, columns=columns)

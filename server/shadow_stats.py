@@ -126,10 +126,15 @@ class ShadowStats:
         entry["count"] += 1
         entry["last_message"] = message
 
-    def compared(self, diffs: RowDiffs, seconds: float) -> None:
-        self._outcome("mirrored", diffs.rows)
-        self._seconds.observe(seconds)
-        self.latency.add(np.array([seconds]))
+    def compared(self, diffs: RowDiffs, seconds: np.ndarray) -> None:
+        """``diffs`` of all rows of the ``len(seconds)`` requests compared together; ``seconds``:
+        each request's shadow latency (queued behind production to compared)."""
+        self.requests["mirrored"] += len(seconds)
+        self.rows["mirrored"] += diffs.rows
+        self._requests["mirrored"].inc(len(seconds))
+        self._rows["mirrored"].inc(diffs.rows)
+        m.observe_many(self._seconds, seconds)
+        self.latency.add(seconds)
         if diffs.agree is not None:
             agree = int(np.count_nonzero(diffs.agree))
             self.agree += agree
