@@ -67,7 +67,8 @@ class Server:
             on_change=self._model_changed,
             stage_reader=StageReader(settings.registry_path()) if settings.version_source == "registry" else None,
         )
-        self.dataplane = DataPlane(self.repository, shadow_max_in_flight=settings.shadow_max_in_flight)
+        self.dataplane = DataPlane(self.repository, shadow_max_in_flight=settings.shadow_max_in_flight,
+                                   shadow_gather_ms=settings.shadow_gather_ms)
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._stop = asyncio.Event()

@@ -30,9 +30,11 @@ class InferResult:
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository, *, shadow_max_in_flight: int = 64) -> None:
+    def __init__(
+        self, repository: ModelRepository, *, shadow_max_in_flight: int = 64, shadow_gather_ms: float = 2.0
+    ) -> None:
         self.repository = repository
-        self.shadow = ShadowMirror(repository, shadow_max_in_flight)
+        self.shadow = ShadowMirror(repository, shadow_max_in_flight, shadow_gather_ms / 1e3)
         self.draining = False  # shutting down: not ready, still answering
         self.refusing = False  # shutting down: new requests are refused
         self.started = False  # the first repository scan finished

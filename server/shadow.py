@@ -4,7 +4,8 @@ and is compared with it, but never answers.
 Every request production answered (requests without an explicit version) is handed to
 ``mirror`` once its outputs exist. On the request's path that is O(1) and cannot raise: append
 to the model's bounded shadow queue (full: dropped and counted, never waited for) and wake the
-model's shadow worker. The worker runs later on the loop: it takes everything queued, joins the
+model's shadow worker. The worker runs later on the loop: it waits ``shadow_gather_ms`` (the
+shadow's latency, never a client's), takes everything queued, joins the
 rows into one block, submits it to the shadow version's own batcher (one submission, so a burst
 costs one shadow batch, and a big one runs on the shadow's compute thread, off the loop) and
 compares all of it with production's answers in one vectorized pass. Shadow failures (decode,
@@ -74,9 +75,10 @@ class _Lane:
 
 
 class ShadowMirror:
-    def __init__(self, repository: ModelRepository, max_in_flight: int) -> None:
+    def __init__(self, repository: ModelRepository, max_in_flight: int, gather_s: float = 0.002) -> None:
         self.repository = repository
         self.max_in_flight = max_in_flight
+        self.gather_s = gather_s
         self._pairs: dict[tuple[str, str, str], _Pair] = {}
         self._latest: dict[str, _Pair] = {}  # model -> pair last mirrored to
         self._lanes: dict[str, _Lane] = {}
@@ -125,8 +127,10 @@ class ShadowMirror:
         """Drain the lane for ever: everything queued at once, one group per comparison pair."""
         while True:
             await lane.wakeup.wait()
+            # the primaries' responses go out before any shadow work; and one shadow batch per
+            # gather window, since each drain costs a batch (~60 us of CPU) however few rows
+            await asyncio.sleep(self.gather_s if len(lane.queue) < self.max_in_flight else 0)
             lane.wakeup.clear()
-            await asyncio.sleep(0)  # the primaries' responses go out before any shadow work
             items = list(lane.queue)
             lane.queue.clear()
             lane.running = len(items)
