@@ -201,6 +201,14 @@ def test_shadow_is_compared_on_production_traffic_and_never_answers(repo, tmp_pa
         assert m[f"onyxserve_shadow_probability_diff_sum{{{labels}}}"] == pytest.approx(dp.sum(), abs=1e-3)
         assert m[f'onyxserve_shadow_probability_diff_bucket{{le="+Inf",{labels}}}'] == len(rows)
 
+        # the REST transport shares the dataplane: its requests are mirrored too
+        body = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [2, 30],
+                                       "data": rows[:2].reshape(-1).tolist()}]}).encode()
+        post = urllib.request.Request(f"{server.http_url}/v2/models/fraud/infer", data=body, method="POST")
+        rest = json.load(urllib.request.urlopen(post, timeout=10))
+        assert rest["model_version"] == "1"
+        wait_report(server, lambda r: settled(r) and r["rows"]["mirrored"] == len(rows) + 2)
+
         # V2 ModelConfig names the shadow in its parameters
         config = triton.InferenceServerClient(server.grpc_target).get_model_config("fraud").config
         assert config.parameters["shadow_version"].string_value == "2"
@@ -212,7 +220,9 @@ def test_shadow_is_compared_on_production_traffic_and_never_answers(repo, tmp_pa
             capture_output=True, text=True, timeout=120, check=False,
         )
         assert done.returncode == 0, done.stderr
-        assert "label agreement" in done.stdout and "70.0000% (28 agree, 12 disagree)" in done.stdout
+        agree += int(np.sum(l1[:2] == l2[:2]))  # the REST request's two rows
+        rate = f"{agree / (len(rows) + 2):.4%} ({agree} agree, {len(rows) + 2 - agree} disagree)"
+        assert "label agreement" in done.stdout and rate in done.stdout, done.stdout
         page = html.read_text()
         assert page.count("data:image/png;base64,") == 1 and "production 1 vs shadow 2" in page
 
