@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ class _Pair:
     """One (model, production version, shadow version): how to feed and compare, and its stats."""
 
     def __init__(self, production: ServedModel, shadow: ServedModel) -> None:
-        self.production_model, self.shadow_model = production, shadow
+        # weak: an unloaded version's ORT session must not live on in a comparison's records
+        self._production, self._shadow = weakref.ref(production), weakref.ref(shadow)
         self.stats = ShadowStats(production.name, production.version, shadow.version, production.manifest.task)
         p, s = production.decoder, shadow.decoder
         self.same_inputs = (p.names, p.kinds, p.categorical) == (s.names, s.kinds, s.categorical)
@@ -54,10 +56,14 @@ class _Pair:
         except CompareError as exc:
             self.comparer, self.compare_problem = None, str(exc)
 
+    def serves(self, production: ServedModel, shadow: ServedModel) -> bool:
+        return self._production() is production and self._shadow() is shadow
+
 
 @dataclass(slots=True)
 class _Mirrored:
     pair: _Pair
+    shadow: ServedModel  # held while queued: it may be unloaded meanwhile (then the batcher says so)
     block: RowBlock  # production's decoded rows
     tensors: Sequence[Tensor]  # the original request, for a shadow with other features
     outputs: Outputs  # production's answer (every output)
@@ -104,17 +110,17 @@ class ShadowMirror:
             if len(lane.queue) + lane.running >= self.max_in_flight:
                 pair.stats.dropped(block.n_rows)
                 return
-            lane.queue.append(_Mirrored(pair, block, tensors, outputs, lane.worker.get_loop().time()))
+            lane.queue.append(_Mirrored(pair, shadow, block, tensors, outputs, lane.worker.get_loop().time()))
             pair.stats.in_flight += 1
             pair.stats.in_flight_gauge.inc()
             lane.wakeup.set()
-        except Exception:  # noqa: BLE001 - the shadow must never reach the client
+        except Exception:  # the shadow must never reach the client
             log.exception("model %s: mirroring to shadow version %s failed", production.name, shadow.version)
 
     def _pair(self, production: ServedModel, shadow: ServedModel) -> _Pair:
         key = (production.name, production.version, shadow.version)
         pair = self._pairs.get(key)
-        if pair is None or pair.shadow_model is not shadow or pair.production_model is not production:
+        if pair is None or not pair.serves(production, shadow):
             # first time, or a version's files were reloaded: the stats carry on, the decoder is renewed
             fresh = _Pair(production, shadow)
             if pair is not None:
@@ -159,7 +165,7 @@ class ShadowMirror:
                     blocks.append(item.block)
                     continue
                 try:
-                    blocks.append(pair.shadow_model.decoder.decode(item.tensors))
+                    blocks.append(item.shadow.decoder.decode(item.tensors))
                 except OnyxError as exc:
                     stats.errored(item.block.n_rows, "decode", exc.message)
                     blocks.append(None)
@@ -189,7 +195,7 @@ class ShadowMirror:
     async def _run_shadow(self, pair: _Pair, items: list[_Mirrored], blocks: list[RowBlock]) -> Outputs | None:
         """The shadow's outputs for all ``blocks`` in order: one joined submission; when the shadow
         refuses a value in it, each request alone, so only the offending ones count as errors."""
-        shadow, stats = pair.shadow_model, pair.stats
+        shadow, stats = items[0].shadow, pair.stats
         joined = join_blocks(blocks)
         try:
             if joined is not None:

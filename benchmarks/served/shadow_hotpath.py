@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.grpc_servicer import InferenceServicer
@@ -36,7 +35,7 @@ async def measure(repository: Path, requests: int, burst: int) -> None:
         request.raw_input_contents.append(np.zeros((1, width), np.float32).tobytes())
         wire = request.SerializeToString()
 
-        async def one() -> bytes:
+        async def one(wire: bytes = wire) -> bytes:
             return (await servicer._infer(pb.ModelInferRequest.FromString(wire), None)).SerializeToString()
 
         async def bursts(n: int) -> None:

@@ -90,7 +90,7 @@ def main() -> int:
     try:
         for i, (name, repo) in enumerate(repos.items()):
             grpc_port, http_port = port + 2 * i + 1, port + 2 * i
-            log = open(work / f"shadow-server-{name}.log", "wb")
+            log = open(work / f"shadow-server-{name}.log", "wb")  # noqa: SIM115 - the server writes it until stopped
             proc = subprocess.Popen([*ONYX, "serve", "--repository", str(repo), "--grpc-port", str(grpc_port),
                                      "--http-port", str(http_port)], stdout=log, stderr=subprocess.STDOUT)
             servers[name] = (proc, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}")
