@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "onyxserve.clients.loadtest.cli",  # loadtest
     "onyxserve.training.evaluate_cli", "onyxserve.training.registry_cli", "onyxserve.training.batch_cli",
     "onyxserve.drift_cli",  # drift-report
+    "onyxserve.shadow_cli",  # shadow-report
 )
 
 

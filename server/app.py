@@ -72,7 +72,8 @@ class Server:
                 window_s=settings.drift_window_s, snapshot_s=settings.drift_snapshot_s,
             ),
         )
-        self.dataplane = DataPlane(self.repository)
+        self.dataplane = DataPlane(self.repository, shadow_max_in_flight=settings.shadow_max_in_flight,
+                                   shadow_gather_ms=settings.shadow_gather_ms)
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -180,6 +181,7 @@ class Server:
         self.dataplane.refusing = True
         if self._grpc is not None:
             await self._grpc.stop(s.shutdown_grace_s)
+        await self.dataplane.shadow.drain(s.shutdown_grace_s)
         await self.repository.close(s.shutdown_grace_s)
         if self._http is not None:
             await self._http.cleanup()

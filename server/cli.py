@@ -30,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--load-model", dest="load_models", action="append", help="explicit mode: load at start")
     p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted")
     p.add_argument("--intra-op-threads", type=int, help="ORT threads per model (0 = CPU quota / workers)")
+    p.add_argument("--shadow-max-in-flight", type=int,
+                   help="mirrored requests a shadow version may have waiting; more are dropped (default 64)")
+    p.add_argument("--shadow-gather-ms", type=float,
+                   help="a shadow worker gathers mirrored requests this long per shadow batch (default 2)")
     p.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float, help="drain time on SIGTERM")
     p.add_argument("--shutdown-delay", dest="shutdown_delay_s", type=float, help="NOT_SERVING before draining")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve gRPC and HTTP over TLS")

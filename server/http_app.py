@@ -107,6 +107,11 @@ async def infer(request: web.Request) -> web.Response:
     })
 
 
+async def shadow_report(request: web.Request) -> web.Response:
+    """How the shadow version compares with production on mirrored traffic (server/shadow.py)."""
+    return web.json_response(_dp(request).shadow_report(request.match_info["name"]))
+
+
 async def repository_index(request: web.Request) -> web.Response:
     index = _dp(request).repository_index()
     return web.json_response([
@@ -155,6 +160,7 @@ def build_app(dataplane: DataPlane, *, with_metrics: bool = True, max_body_bytes
         *(web.get(f"{base}/ready", model_ready) for base in (model, versioned)),
         *(web.post(f"{base}/infer", infer) for base in (model, versioned)),
         *(web.get(f"{base}/drift", drift_report) for base in (model, versioned)),
+        web.get(f"{model}/shadow", shadow_report),
         web.post("/v2/repository/index", repository_index),
         web.post("/v2/repository/models/{name}/load", repository_load),
         web.post("/v2/repository/models/{name}/unload", repository_unload),

@@ -114,6 +114,17 @@ class ModelRepository:
         roles = self._roles.get(name, {})
         return tuple(stage for stage, v in roles.items() if v == version)
 
+    def stage_holder(self, name: str, stage: str) -> ServedModel | None:
+        """The loaded version serving as ``stage`` (None when none does). Read on the request path
+        (shadow mirroring), so plain dict lookups only."""
+        roles = self._roles.get(name)
+        if roles is None:
+            return None
+        version = roles.get(stage)
+        if version is None:
+            return None
+        return self._served.get(name, {}).get(version)
+
     def index(self) -> list[VersionState]:
         """Every model folder and version known, loaded or not, for RepositoryIndex."""
         seen = {(s.name, s.version) for s in self._states.values()}

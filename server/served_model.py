@@ -81,6 +81,10 @@ class ServedModel:
         block = self.decoder.decode(tensors)
         return await self.batcher.submit(block, timeout_s)
 
+    async def infer_block(self, block: RowBlock, timeout_s: float | None = None) -> Outputs:
+        """Rows already decoded against this version's features (shared with the shadow mirror)."""
+        return await self.batcher.submit(block, timeout_s)
+
     def run_batch(self, blocks: Sequence[RowBlock]) -> BatchResult:
         """Compute thread: one gather+normalize pass, one ORT run. A block with a bad value
         fails alone; the rest of the batch still runs."""

@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     tls_client_ca: Path | None = Field(
         None, description="PEM CA bundle: require client certificates signed by it (mutual TLS)."
     )
+    shadow_max_in_flight: int = Field(
+        64, ge=1, description="Mirrored requests a model's shadow version may have waiting; more are dropped"
+        " and counted (onyxserve_shadow_requests_total{outcome=\"dropped\"}), never queued.",
+    )
+    shadow_gather_ms: float = Field(
+        2.0, ge=0, description="A model's shadow worker gathers mirrored requests this long before one shadow"
+        " batch: fewer, larger shadow batches cost less CPU; adds to the shadow's latency only.",
+    )
     metrics: bool = Field(True, description="Export Prometheus metrics on /metrics.")
     log_level: str = Field("INFO", description="Python logging level.")
     drift: bool = Field(True, description="Count live feature and prediction distributions against the baseline.")
