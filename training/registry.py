@@ -403,6 +403,27 @@ class Registry:
             )
         return None if previous is None else str(previous)
 
+    def clear_stage(self, name: str, stage: str, *, force: bool = False, actor: str | None = None) -> str | None:
+        """Point ``stage`` of ``name`` at no version (e.g. end a shadow comparison); returns the
+        version it pointed at. Clearing production needs ``force``: a polling server then serves
+        the model by its config.json version_policy."""
+        if stage not in STAGES:
+            raise RegistryError(f"stage {stage!r}: one of {', '.join(STAGES)}")
+        if stage == "production" and not force:
+            raise RegistryError(
+                f"clearing production changes what {name} serves (config.json's version_policy instead);"
+                " use --force, or promote or roll back another version"
+            )
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
+                raise RegistryError(f"model {name!r} is not registered")
+            previous = self._alias(db, name, stage)
+            if previous is None:
+                return None
+            db.execute("DELETE FROM aliases WHERE model = ? AND stage = ?", (name, stage))
+            _log(db, _actor(actor), "clear", name, previous, stage=stage, previous=previous)
+        return str(previous)
+
     def rollback(self, name: str, *, actor: str | None = None) -> tuple[str, str]:
         """Move production back to the version that held it before the current one (skipping
         versions deleted since); returns (from, to). Repeated rollbacks walk further back."""

@@ -73,6 +73,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("--stage", default="production", choices=["production", "shadow", "staging", "archived"])
     a.add_argument("--force", action="store_true", help="promote even if not approved")
     a = action(
+        "clear-stage",
+        "point a stage at no version, e.g. end a shadow comparison; a polling server follows within its"
+        " poll interval (production needs --force: the model then serves by config.json's version_policy)",
+    )
+    a.add_argument("model")
+    a.add_argument("stage", choices=["production", "shadow", "staging", "archived"])
+    a.add_argument("--force", action="store_true", help="clear even production")
+    a = action(
         "rollback",
         "move production back to the version that held it before; a polling server follows within its poll interval",
     )
@@ -227,6 +235,13 @@ def _approve(reg, args) -> Any:
     return {"model": args.model, "version": args.version, "approval": status}
 
 
+def _clear_stage(reg, args) -> Any:
+    previous = reg.clear_stage(args.model, args.stage, force=args.force, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}: {args.stage} {previous} -> none" if previous else f"{args.model}: {args.stage} was not set")
+    return {"model": args.model, "stage": args.stage, "previous": previous}
+
+
 def _threshold(reg, args) -> Any:
     value = None if args.clear else args.value
     before = reg.set_threshold(args.model, args.version, value, actor=args.actor)
@@ -262,6 +277,7 @@ _ACTIONS = {
     "show": _show,
     "compare": _compare,
     "promote": _promote,
+    "clear-stage": _clear_stage,
     "rollback": _rollback,
     "approve": _approve,
     "threshold": _threshold,
