@@ -6,7 +6,7 @@ input and loop without the GIL. See ``FeatureNormalizer.gather``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,6 +64,9 @@ class FeatureNormalizer:
 
     ``crosses``: derived one-hot features written after the features of each block, from the
     raw bytes of their two categorical inputs.
+
+    ``allocate_counts``: optional ``n -> int64 array`` (zeroed, contiguous, length at least n)
+    the sketches count into instead of private memory, e.g. a file mapped by several processes.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class FeatureNormalizer:
         width: int,
         sketch_edges: Mapping[str, np.ndarray | None] | None = None,
         crosses: Sequence[CrossSpec] = (),
+        allocate_counts: Callable[[int], np.ndarray] | None = None,
     ) -> None:
         # Imported here so the reference oracle can import this module without the build.
         from onyxserve.core._normalize import CategoryTable, Plan
@@ -138,7 +142,7 @@ class FeatureNormalizer:
                 sketch[0, j] = n_counts
                 slices[f.name] = slice(n_counts, n_counts + size)
                 n_counts += size
-        self._counts = np.zeros(n_counts, dtype=np.int64)
+        self._counts = np.zeros(n_counts, dtype=np.int64) if allocate_counts is None else _counts_from(allocate_counts, n_counts)
         self.sketch_counts: dict[str, np.ndarray] = {k: self._counts[s] for k, s in slices.items()}
         flat_edges = np.concatenate(edges) if edges else np.zeros(0, dtype=np.float64)
         if n == 0:  # a model of text features only: the core has nothing to write
@@ -152,9 +156,12 @@ class FeatureNormalizer:
 
     @classmethod
     def from_manifest(
-        cls, manifest: Manifest, sketch_edges: Mapping[str, np.ndarray | None] | None = None
+        cls,
+        manifest: Manifest,
+        sketch_edges: Mapping[str, np.ndarray | None] | None = None,
+        allocate_counts: Callable[[int], np.ndarray] | None = None,
     ) -> FeatureNormalizer:
-        return cls(manifest.features, manifest.model.input_width, sketch_edges, manifest.crosses)
+        return cls(manifest.features, manifest.model.input_width, sketch_edges, manifest.crosses, allocate_counts)
 
     def gather(self, blocks: Sequence[RowBlock], out: np.ndarray | None = None) -> np.ndarray:
         """Normalize ``blocks`` into ``out`` (float32, C-contiguous ``[sum n_rows, width]``,
@@ -265,6 +272,15 @@ def _check_columns(features: Sequence[FeatureSpec | CrossSpec], width: int) -> N
         owner[f.column : f.column + f.width] = j
     if (owner < 0).any():
         raise ValueError(f"columns {np.flatnonzero(owner < 0)[:5].tolist()} are written by no feature")
+
+
+def _counts_from(allocate: Callable[[int], np.ndarray], n: int) -> np.ndarray:
+    counts = allocate(n)
+    if not isinstance(counts, np.ndarray) or counts.dtype != np.int64 or counts.ndim != 1 or len(counts) < n:
+        raise ValueError(f"allocate_counts({n}) must return a 1-D int64 array of at least {n} slots")
+    if not counts.flags.c_contiguous or not counts.flags.writeable:
+        raise ValueError("allocate_counts must return a writeable C-contiguous array")
+    return counts[:n]
 
 
 def _check_edges(name: str, edges: np.ndarray | None) -> np.ndarray:

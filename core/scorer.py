@@ -7,7 +7,7 @@ read; nothing is unpickled, and the ONNX file must match the manifest's sha256.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,10 @@ from onyxserve.core.cpu import available_cpus
 from onyxserve.core.manifest import Manifest, ManifestError
 from onyxserve.core.model_store import MANIFEST_FILE, sha256_bytes
 from onyxserve.core.normalizer import FeatureNormalizer, RowBlock
+
+
+# drift sketch edges by feature name, or a function of the loaded manifest returning them
+SketchEdges = Mapping[str, np.ndarray | None] | Callable[[Manifest], Mapping[str, np.ndarray | None]] | None
 
 
 class ModelLoadError(Exception):
@@ -45,10 +49,13 @@ class OnnxScorer:
         onnx_bytes: bytes,
         *,
         intra_op_threads: int | None = None,
-        sketch_edges=None,
+        sketch_edges: SketchEdges = None,
+        allocate_counts: Callable[[int], np.ndarray] | None = None,
     ) -> None:
         self.manifest = manifest
-        self.normalizer = FeatureNormalizer.from_manifest(manifest, sketch_edges=sketch_edges)
+        if callable(sketch_edges):  # built from the manifest just read (its baseline)
+            sketch_edges = sketch_edges(manifest)
+        self.normalizer = FeatureNormalizer.from_manifest(manifest, sketch_edges, allocate_counts)
         self.session = ort.InferenceSession(
             onnx_bytes, sess_options=session_options(intra_op_threads), providers=["CPUExecutionProvider"]
         )
@@ -106,10 +113,12 @@ def load_version(
     version_dir: str | Path,
     *,
     intra_op_threads: int | None = None,
-    sketch_edges=None,
+    sketch_edges: SketchEdges = None,
+    allocate_counts: Callable[[int], np.ndarray] | None = None,
     manifest: Manifest | None = None,
 ) -> OnnxScorer:
     """Read, verify and load ``version_dir``; ModelLoadError says what is wrong and where.
+    ``sketch_edges`` and ``allocate_counts``: the normalizer's drift sketches (FeatureNormalizer).
     ``manifest``: the one ``load_manifest`` already read (batch prediction reads it first)."""
     version_dir = Path(version_dir)
     if manifest is None:
@@ -126,7 +135,10 @@ def load_version(
             " (file changed or corrupted)"
         )
     try:
-        return OnnxScorer(manifest, onnx_bytes, intra_op_threads=intra_op_threads, sketch_edges=sketch_edges)
+        return OnnxScorer(
+            manifest, onnx_bytes, intra_op_threads=intra_op_threads, sketch_edges=sketch_edges,
+            allocate_counts=allocate_counts,
+        )
     except ModelLoadError:
         raise
     except Exception as exc:  # ORT raises its own types for invalid graphs

@@ -20,6 +20,8 @@ SUBCOMMANDS = (
     "onyxserve.training.train_cli",  # train, tune
     "onyxserve.clients.loadtest.cli",  # loadtest
     "onyxserve.training.evaluate_cli", "onyxserve.training.registry_cli", "onyxserve.training.batch_cli",
+    "onyxserve.drift_cli",  # drift-report
+    "onyxserve.shadow_cli",  # shadow-report
 )
 
 

@@ -26,6 +26,7 @@ table { border-collapse: collapse; margin: 0.5rem 0; font-size: 0.9rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 figure { margin: 1rem 0; } figcaption { font-size: 0.85rem; color: #555; }
+img { max-width: 100%; height: auto; } /* wide figures shrink to the page, not overflow it */
 .meta { color: #666; font-size: 0.85rem; }
 """
 

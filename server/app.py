@@ -23,10 +23,12 @@ from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos._pool import POOL
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 from onyxserve.server.dataplane import DataPlane
+from onyxserve.server.drift import DriftSettings
 from onyxserve.server.grpc_servicer import InferenceServicer
 from onyxserve.server.http_app import build_app
 from onyxserve.server.repository import ModelRepository
 from onyxserve.server.settings import Settings
+from onyxserve.server.stages import StageReader
 from onyxserve.server.tls import grpc_credentials, http_context
 
 log = logging.getLogger("onyxserve")
@@ -64,8 +66,14 @@ class Server:
             intra_op_threads=threads,
             unload_grace_s=settings.shutdown_grace_s,
             on_change=self._model_changed,
+            stage_reader=StageReader(settings.registry_path()) if settings.version_source == "registry" else None,
+            drift=DriftSettings.from_environment(
+                enabled=settings.drift, psi_threshold=settings.drift_psi_threshold, min_rows=settings.drift_min_rows,
+                window_s=settings.drift_window_s, snapshot_s=settings.drift_snapshot_s,
+            ),
         )
-        self.dataplane = DataPlane(self.repository)
+        self.dataplane = DataPlane(self.repository, shadow_max_in_flight=settings.shadow_max_in_flight,
+                                   shadow_gather_ms=settings.shadow_gather_ms)
         self._grpc: grpc.aio.Server | None = None
         self._http: web.AppRunner | None = None
         self._stop = asyncio.Event()
@@ -139,8 +147,9 @@ class Server:
         if s.model_control == "poll":
             self._spawn(self._poll())
         self.addresses = BoundAddresses(grpc=f"{s.host}:{port}", http=http, uds=uds)
-        log.info("onyxserve ready: grpc=%s http=%s uds=%s models=%s", self.addresses.grpc, http, uds,
-                 [f"{m.name}/{m.version}" for m in self.repository.ready_models()])
+        log.info("onyxserve ready: grpc=%s http=%s uds=%s models=%s version_source=%s", self.addresses.grpc, http,
+                 uds, [f"{m.name}/{m.version}" for m in self.repository.ready_models()],
+                 f"registry ({s.registry_path()})" if s.version_source == "registry" else "config")
         return self.addresses
 
     async def _poll(self) -> None:
@@ -172,6 +181,7 @@ class Server:
         self.dataplane.refusing = True
         if self._grpc is not None:
             await self._grpc.stop(s.shutdown_grace_s)
+        await self.dataplane.shadow.drain(s.shutdown_grace_s)
         await self.repository.close(s.shutdown_grace_s)
         if self._http is not None:
             await self._http.cleanup()

@@ -23,9 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, help="serving processes sharing the ports (default 1)")
     p.add_argument("--model-control", choices=("poll", "explicit", "none"), help="repository control mode")
     p.add_argument("--poll-interval", dest="poll_interval_s", type=float, help="seconds between scans")
+    p.add_argument("--version-source", choices=("registry", "config"),
+                   help="which versions serve: registry stages (default; production answers requests without"
+                        " a version, shadow/staging by explicit version) or config.json's version_policy")
+    p.add_argument("--registry-db", type=Path, help="registry database read for stages (default REPOSITORY/registry.db)")
     p.add_argument("--load-model", dest="load_models", action="append", help="explicit mode: load at start")
     p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted")
     p.add_argument("--intra-op-threads", type=int, help="ORT threads per model (0 = CPU quota / workers)")
+    p.add_argument("--shadow-max-in-flight", type=int,
+                   help="mirrored requests a shadow version may have waiting; more are dropped (default 64)")
+    p.add_argument("--shadow-gather-ms", type=float,
+                   help="a shadow worker gathers mirrored requests this long per shadow batch (default 2)")
     p.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float, help="drain time on SIGTERM")
     p.add_argument("--shutdown-delay", dest="shutdown_delay_s", type=float, help="NOT_SERVING before draining")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve gRPC and HTTP over TLS")

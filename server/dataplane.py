@@ -16,6 +16,7 @@ import onyxserve
 from onyxserve.server.errors import InvalidInput, OnyxError, ShuttingDown
 from onyxserve.server.repository import ModelRepository, VersionState
 from onyxserve.server.served_model import ServedModel
+from onyxserve.server.shadow import ShadowMirror
 from onyxserve.server.tensors import Tensor
 
 SERVER_NAME = "onyxserve"
@@ -29,8 +30,11 @@ class InferResult:
 
 
 class DataPlane:
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(
+        self, repository: ModelRepository, *, shadow_max_in_flight: int = 64, shadow_gather_ms: float = 2.0
+    ) -> None:
         self.repository = repository
+        self.shadow = ShadowMirror(repository, shadow_max_in_flight, shadow_gather_ms / 1e3)
         self.draining = False  # shutting down: not ready, still answering
         self.refusing = False  # shutting down: new requests are refused
         self.started = False  # the first repository scan finished
@@ -77,17 +81,24 @@ class DataPlane:
             raise ShuttingDown("server is shutting down")
         model = self.repository.get(name, version)
         metrics, stats = model.metrics, model.batcher.stats
+        # requests production answers (no explicit version) are mirrored to a shadow version
+        shadow = None if version else self.shadow.target(name, model)
         try:
             if requested:
                 unknown = [r for r in requested if r not in model.output_types]
                 if unknown:
                     raise InvalidInput(f"unknown output {unknown}; model '{name}' has {sorted(model.output_types)}")
-            outputs = await model.infer(tensors, timeout_s)
+            if shadow is None:
+                outputs = await model.infer(tensors, timeout_s)
+            else:
+                block = model.decoder.decode(tensors)  # decoded once, reused by the shadow
+                outputs = await model.infer_block(block, timeout_s)
         except Exception as exc:
             stats.fail_count += 1
             stats.fail_ns += int((time.perf_counter() - arrived) * 1e9)
             metrics.failed(exc.status.name if isinstance(exc, OnyxError) else "INTERNAL")
             raise
+        every_output = outputs  # the shadow compares labels and probabilities, whatever was requested
         if requested:
             outputs = {k: outputs[k] for k in requested}
         elapsed = time.perf_counter() - arrived
@@ -96,5 +107,10 @@ class DataPlane:
         stats.success_count += 1
         stats.success_ns += int(elapsed * 1e9)
         stats.last_inference_ms = int(time.time() * 1000)
+        if shadow is not None:  # after production answered; returns at once, never raises
+            self.shadow.mirror(model, shadow, block, tensors, every_output)
         return InferResult(model, outputs)
+
+    def shadow_report(self, name: str) -> dict:
+        return self.shadow.report(name)
 

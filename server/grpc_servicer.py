@@ -175,6 +175,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         msg.parameters["task"].string_value = model.manifest.task
         msg.parameters["features"].string_value = ",".join(model.manifest.feature_names)
+        stages = self.dataplane.repository.stages_of(model.name, model.version)
+        if stages:  # the registry stages this version serves as, e.g. "production"
+            msg.parameters["stage"].string_value = ",".join(stages)
+        shadow = self.dataplane.shadow.target(model.name, model) if "production" in stages else None
+        if shadow is not None:  # requests production answers are mirrored to this version
+            msg.parameters["shadow_version"].string_value = shadow.version
+        if model.threshold is not None:  # binary: the label is positive iff P(positive) >= it
+            msg.parameters["threshold"].string_value = repr(model.threshold)
         return pb.ModelConfigResponse(config=msg)
 
     @_map_errors

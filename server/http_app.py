@@ -10,6 +10,7 @@ import numpy as np
 from aiohttp import web
 
 from onyxserve.server import metrics
+from onyxserve.server.drift import build_report
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import InvalidInput, OnyxError
 from onyxserve.server.served_model import PLATFORM
@@ -106,10 +107,16 @@ async def infer(request: web.Request) -> web.Response:
     })
 
 
+async def shadow_report(request: web.Request) -> web.Response:
+    """How the shadow version compares with production on mirrored traffic (server/shadow.py)."""
+    return web.json_response(_dp(request).shadow_report(request.match_info["name"]))
+
+
 async def repository_index(request: web.Request) -> web.Response:
     index = _dp(request).repository_index()
     return web.json_response([
-        {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason} for s in index
+        {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason, "stages": list(s.stages)}
+        for s in index
     ])
 
 
@@ -121,6 +128,19 @@ async def repository_load(request: web.Request) -> web.Response:
 async def repository_unload(request: web.Request) -> web.Response:
     await _dp(request).repository.unload(request.match_info["name"])
     return web.json_response({})
+
+
+async def drift_report(request: web.Request) -> web.Response:
+    """The version's drift report (see server/drift.py); ?psi_threshold= overrides the setting."""
+    model = _dp(request).model(request.match_info["name"], _version(request))
+    if model.drift is None:
+        return _error(404, "drift monitoring is off on this server (setting drift / ONYXSERVE_DRIFT)")
+    threshold = request.query.get("psi_threshold")
+    try:
+        value = float(threshold) if threshold is not None else None
+    except ValueError:
+        raise InvalidInput(f"psi_threshold must be a number, got {threshold!r}") from None
+    return web.json_response(build_report(model.drift, value))
 
 
 async def prometheus(request: web.Request) -> web.Response:
@@ -139,6 +159,8 @@ def build_app(dataplane: DataPlane, *, with_metrics: bool = True, max_body_bytes
         *(web.get(base, model_metadata) for base in (model, versioned)),
         *(web.get(f"{base}/ready", model_ready) for base in (model, versioned)),
         *(web.post(f"{base}/infer", infer) for base in (model, versioned)),
+        *(web.get(f"{base}/drift", drift_report) for base in (model, versioned)),
+        web.get(f"{model}/shadow", shadow_report),
         web.post("/v2/repository/index", repository_index),
         web.post("/v2/repository/models/{name}/load", repository_load),
         web.post("/v2/repository/models/{name}/unload", repository_unload),

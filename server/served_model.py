@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from onyxserve.core.decision import thresholded_labels
 from onyxserve.core.normalizer import FeatureValueError, RowBlock
 from onyxserve.core.scorer import OnnxScorer, load_version
 from onyxserve.server.batcher import BatchResult, DynamicBatcher, Outputs
+from onyxserve.server.drift import DriftMonitor, DriftSettings
 from onyxserve.server.errors import InvalidInput
 from onyxserve.server.metrics import ModelMetrics
 from onyxserve.server.model_config import ModelConfig
@@ -27,7 +29,7 @@ class TensorInfo:
 
 
 class ServedModel:
-    def __init__(self, scorer: OnnxScorer, config: ModelConfig) -> None:
+    def __init__(self, scorer: OnnxScorer, config: ModelConfig, drift: DriftMonitor | None = None) -> None:
         manifest = scorer.manifest
         self.name = manifest.name
         self.version = manifest.version
@@ -40,23 +42,47 @@ class ServedModel:
         self.inputs = self._describe_inputs()
         self.outputs = self._describe_outputs()
         self.output_types = {o.name: o.datatype for o in self.outputs}  # looked up per request
+        # binary models: the registry's decision threshold for this version (None: the graph's label)
+        self.threshold: float | None = None
+        self.drift = drift  # None: drift counting is off
 
     @classmethod
-    def load(cls, version_dir: Path, config: ModelConfig, intra_op_threads: int) -> ServedModel:
-        """Blocking: reads and verifies files and builds the ORT session (run it off the loop)."""
+    def load(
+        cls, version_dir: Path, config: ModelConfig, intra_op_threads: int, drift: DriftSettings | None = None
+    ) -> ServedModel:
+        """Blocking: reads and verifies files and builds the ORT session (run it off the loop).
+        With drift on, the normalizer counts raw values into the monitor's sketches."""
         threads = config.intra_op_threads or intra_op_threads or None
-        return cls(load_version(version_dir, intra_op_threads=threads), config)
+        if drift is None or not drift.enabled:
+            return cls(load_version(version_dir, intra_op_threads=threads), config)
+        monitor = DriftMonitor(drift)
+        try:
+            scorer = load_version(version_dir, intra_op_threads=threads, sketch_edges=monitor.sketch_edges,
+                                  allocate_counts=monitor.allocate)
+            monitor.bind(scorer.normalizer.sketch_counts)
+        except BaseException:
+            monitor.close()  # its count file, if any
+            raise
+        return cls(scorer, config, monitor)
 
     async def start(self) -> None:
         await self.batcher.start()
+        if self.drift is not None:
+            self.drift.start()
         self.metrics.ready.set(1)
 
     async def stop(self, grace_s: float) -> None:
         self.metrics.ready.set(0)
         await self.batcher.stop(grace_s)
+        if self.drift is not None:
+            self.drift.close()
 
     async def infer(self, tensors: Sequence[Tensor], timeout_s: float | None = None) -> Outputs:
         block = self.decoder.decode(tensors)
+        return await self.batcher.submit(block, timeout_s)
+
+    async def infer_block(self, block: RowBlock, timeout_s: float | None = None) -> Outputs:
+        """Rows already decoded against this version's features (shared with the shadow mirror)."""
         return await self.batcher.submit(block, timeout_s)
 
     def run_batch(self, blocks: Sequence[RowBlock]) -> BatchResult:
@@ -66,8 +92,12 @@ class ServedModel:
         failed: dict[int, Exception] = {}
         started = time.perf_counter_ns()
         try:
-            batch, texts = normalizer.prepare(blocks)
+            # texts first: gather counts drift sketches, and leaves them unchanged only when it
+            # is the one refusing the batch
+            texts = normalizer.texts(blocks) if normalizer.text_features else {}
+            batch = normalizer.gather(blocks)
         except FeatureValueError:
+            sketches = [(c, c.copy()) for c in normalizer.sketch_counts.values()]
             good = []
             for i, block in enumerate(blocks):
                 try:
@@ -75,11 +105,20 @@ class ServedModel:
                     good.append(block)
                 except FeatureValueError as exc:
                     failed[i] = InvalidInput(f"model '{self.name}' input {exc}")
+            for counts, before in sketches:  # the probes counted the good blocks: count them once
+                counts[:] = before
             if not good:
                 return BatchResult({}, failed)
             batch, texts = normalizer.prepare(good)
         normalized = time.perf_counter_ns()
         outputs = self.scorer.run(batch, texts)
+        if self.drift is not None:
+            self.drift.observe(outputs)
+        threshold = self.threshold  # read once: the repository may change it between batches
+        if threshold is not None and "probabilities" in outputs:
+            outputs["label"] = thresholded_labels(
+                outputs["probabilities"], outputs["label"], self.manifest.labels, threshold
+            )
         return BatchResult(outputs, failed, normalized - started, time.perf_counter_ns() - normalized)
 
     def _describe_inputs(self) -> tuple[TensorInfo, ...]:

@@ -25,6 +25,14 @@ class Settings(BaseSettings):
         description="poll: rescan the repository; explicit: load/unload only by API; none: load once.",
     )
     poll_interval_s: float = Field(5.0, gt=0, description="Seconds between repository scans in poll mode.")
+    version_source: str = Field(
+        "registry", pattern="^(registry|config)$",
+        description="registry: a model with a production stage in registry.db serves it (plus shadow"
+        " and staging); config: config.json's version_policy only. Without registry.db both are config.",
+    )
+    registry_db: Path | None = Field(
+        None, description="Registry database read for stages (default <repository>/registry.db); read-only."
+    )
     load_models: list[str] = Field(
         default_factory=list, description="explicit mode: models loaded at start (empty loads all)."
     )
@@ -41,8 +49,24 @@ class Settings(BaseSettings):
     tls_client_ca: Path | None = Field(
         None, description="PEM CA bundle: require client certificates signed by it (mutual TLS)."
     )
+    shadow_max_in_flight: int = Field(
+        64, ge=1, description="Mirrored requests a model's shadow version may have waiting; more are dropped"
+        " and counted (onyxserve_shadow_requests_total{outcome=\"dropped\"}), never queued.",
+    )
+    shadow_gather_ms: float = Field(
+        2.0, ge=0, description="A model's shadow worker gathers mirrored requests this long before one shadow"
+        " batch: fewer, larger shadow batches cost less CPU; adds to the shadow's latency only.",
+    )
     metrics: bool = Field(True, description="Export Prometheus metrics on /metrics.")
     log_level: str = Field("INFO", description="Python logging level.")
+    drift: bool = Field(True, description="Count live feature and prediction distributions against the baseline.")
+    drift_psi_threshold: float = Field(0.2, gt=0, description="A feature or prediction with a larger PSI is drifted.")
+    drift_min_rows: int = Field(100, ge=1, description="Fewer rows than this are reported but never flagged.")
+    drift_window_s: float = Field(900.0, gt=0, description="Length of the drift report's recent window, seconds.")
+    drift_snapshot_s: float = Field(60.0, gt=0, description="Seconds between the snapshots the window is cut from.")
+
+    def registry_path(self) -> Path:
+        return self.registry_db or self.repository / "registry.db"
 
     def bind_address(self) -> str:
         return f"{self.host}:{self.grpc_port}"
@@ -53,6 +77,8 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca needs tls_cert and tls_key")
+        if self.drift_snapshot_s > self.drift_window_s:
+            raise ValueError("drift_snapshot_s must not exceed drift_window_s")
         return self
 
 

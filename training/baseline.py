@@ -66,6 +66,11 @@ def categorical_summary(values: list[str], categories: tuple[str, ...]) -> dict[
     }
 
 
+def _most_frequent(values: list[str], limit: int = 100) -> tuple[str, ...]:
+    counts = pd.Series([v for v in values if v != ""], dtype=object).value_counts()
+    return tuple(str(c) for c in counts.index[:limit])
+
+
 def prediction_summary(task: str, scores: dict[str, np.ndarray], labels: tuple[Any, ...] | None) -> dict[str, Any]:
     if task == "regression":
         return {"value": numeric_summary(np.asarray(scores["value"], dtype=np.float64).reshape(-1))}
@@ -94,10 +99,11 @@ def compute_baseline(manifest: Manifest, frame: pd.DataFrame, scores: dict[str, 
                 "length": numeric_summary(np.array([len(t) for t in texts], dtype=np.float64)),
             }
         elif f.is_categorical:
-            features[f.name] = {
-                "type": "categorical",
-                **categorical_summary([category_str(v) for v in series.tolist()], f.categorical.categories),
-            }
+            values = [category_str(v) for v in series.tolist()]
+            categories = f.categorical.categories
+            if f.categorical.encoding == "none":  # read only by a cross: its table is empty, so
+                categories = _most_frequent(values)  # watch the sample's own frequent values
+            features[f.name] = {"type": "categorical", **categorical_summary(values, categories)}
         else:
             features[f.name] = {
                 "type": f.type,

@@ -84,7 +84,7 @@ def _binary(report: Report, r: EvaluationResult) -> None:
     from sklearn.calibration import calibration_curve
 
     y = label_indices(r.y_true, r.labels)
-    s = r.scores
+    s = _unit(r.scores)
     pos_name, neg_name = str(r.labels[1]), str(r.labels[0])
     both = len(np.unique(y)) == 2
 
@@ -101,10 +101,12 @@ def _binary(report: Report, r: EvaluationResult) -> None:
         a.set(xlabel="false-positive rate", ylabel="true-positive rate (recall)", title="ROC")
         a.legend(loc="lower right")
         if r.metrics["auc"] > 0.9:  # the interesting part is the left edge
-            inset = a.inset_axes([0.45, 0.35, 0.5, 0.38])
+            # labels right and the title inside: on the left and above they sat on the diagonal
+            inset = a.inset_axes([0.4, 0.35, 0.5, 0.38])
             inset.semilogx(np.maximum(fpr, 1e-5), tpr, lw=1.2)
             inset.plot(max(r.metrics["false_positive_rate"], 1e-5), r.metrics["recall"], "o", color="crimson")
-            inset.set_title("log FPR", fontsize=8)
+            inset.text(0.97, 0.05, "log FPR", fontsize=8, ha="right", va="bottom", transform=inset.transAxes)
+            inset.yaxis.tick_right()
             inset.tick_params(labelsize=7)
         prec, rec, _ = skm.precision_recall_curve(y, s)
         b.plot(rec, prec, lw=1.6, label=f"model (AP {r.metrics['average_precision']:.4f})")
@@ -130,11 +132,14 @@ def _binary(report: Report, r: EvaluationResult) -> None:
     a.axvline(r.threshold, color="crimson", ls="--", label="threshold")
     a.set(xlabel=f"P({pos_name})", ylabel="density (log)", yscale="log", title="Score histogram per class")
     a.legend()
-    grid = np.unique(np.quantile(s, np.linspace(0, 1, 201)))
-    stats = [_at(y, s, t) for t in grid]
-    b.plot(grid, [p for p, _, _ in stats], label="precision")
-    b.plot(grid, [rc for _, rc, _ in stats], label="recall")
-    b.plot(grid, [f for _, _, f in stats], label="false-positive rate")
+    # quantiles (dense where the scores are) plus an even grid and the threshold itself: with
+    # quantiles alone the sparse top was interpolated, and the recall drawn at the threshold
+    # disagreed with the table's
+    grid = np.unique(np.r_[np.quantile(s, np.linspace(0, 1, 201)), np.linspace(0, 1, 201), r.threshold])
+    prec, rec, fpr_t = _at(y, s, grid)
+    b.plot(grid, prec, label="precision")
+    b.plot(grid, rec, label="recall")
+    b.plot(grid, fpr_t, label="false-positive rate")
     b.axvline(r.threshold, color="crimson", ls="--")
     b.set(xlabel="threshold", title="Metrics against the threshold", ylim=(0, 1.02))
     b.legend()
@@ -167,12 +172,21 @@ def _binary(report: Report, r: EvaluationResult) -> None:
         )
 
 
-def _at(y: np.ndarray, s: np.ndarray, t: float) -> tuple[float, float, float]:
-    pred = s >= t
-    tp = int((pred & (y == 1)).sum())
-    fp = int((pred & (y == 0)).sum())
-    pos, neg = int((y == 1).sum()), int((y == 0).sum())
-    return (tp / (tp + fp) if tp + fp else 1.0, tp / pos if pos else 0.0, fp / neg if neg else 0.0)
+def _unit(scores: np.ndarray) -> np.ndarray:
+    """Served probabilities are float32: a tree ensemble's 1.0 can come back as 1.0000001, which
+    calibration_curve refuses ("y_prob has values outside [0, 1]"); the plots clip it back."""
+    return np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
+
+
+def _at(y: np.ndarray, s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and FPR of ``score >= t`` at every threshold of ``t``, from sorted scores
+    (one pass, however many thresholds). Precision is 1 where nothing is predicted positive."""
+    pos, neg = np.sort(s[y == 1]), np.sort(s[y == 0])
+    tp = len(pos) - np.searchsorted(pos, t, side="left")
+    fp = len(neg) - np.searchsorted(neg, t, side="left")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+    return precision, tp / max(len(pos), 1), fp / max(len(neg), 1)
 
 
 def _confusion(report: Report, cm: np.ndarray, names: list[str], note: str) -> None:
@@ -213,7 +227,7 @@ def _multiclass(report: Report, r: EvaluationResult) -> None:
     from sklearn.calibration import calibration_curve
 
     y = label_indices(r.y_true, r.labels)
-    proba = np.asarray(r.scores)
+    proba = _unit(r.scores)
     k = len(names)
     report.add_heading("Probabilities by true class")
     cols = min(k, 4)

@@ -70,7 +70,6 @@ def text_part(vectorizer: Any, feature: str, lowercase: bool, no_punct: bool, wh
         "preprocessor": (v.preprocessor is not None, "a Python preprocessor cannot run in ONNX"),
         "stop_words": (v.stop_words is not None, "stop words would need ONNX's locale-dependent StringNormalizer"),
         "strip_accents": (v.strip_accents is not None, "accent stripping has no ONNX equivalent"),
-        "binary": (bool(getattr(v, "binary", False)), "binary counts are not converted exactly"),
     }
     for key, (bad, why) in unsupported.items():
         if bad:

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from onyxserve.core.decision import check_threshold
 from onyxserve.core.manifest import Manifest, ManifestError
 from onyxserve.core.model_store import MANIFEST_FILE, list_models, list_versions
 
@@ -298,6 +299,29 @@ class Registry:
             )
             _log(db, _actor(actor), "evaluate", name, v, detail=f"threshold={threshold}")
 
+    def set_threshold(
+        self, name: str, version: str | int, threshold: float | None, *, actor: str | None = None
+    ) -> float | None:
+        """Set (None: clear) the decision threshold of a binary version; returns the previous one.
+        A polling server answers with it within its poll interval: the label is the positive
+        class iff its probability is >= the threshold."""
+        v = _version_int(version)
+        if threshold is not None:
+            try:
+                threshold = check_threshold(threshold, f"{name}/{v}")
+            except ValueError as exc:
+                raise RegistryError(str(exc)) from None
+        with self._write() as db:
+            self._require_version(db, name, v)
+            row = db.execute(
+                "SELECT task, threshold FROM versions WHERE model = ? AND version = ?", (name, v)
+            ).fetchone()
+            if row["task"] != "binary" and threshold is not None:
+                raise RegistryError(f"{name}/{v} is a {row['task']} model; thresholds apply to binary models")
+            db.execute("UPDATE versions SET threshold = ? WHERE model = ? AND version = ?", (threshold, name, v))
+            _log(db, _actor(actor), "threshold", name, v, detail=f"{row['threshold']} -> {threshold}")
+        return row["threshold"]
+
     def sync(self, *, actor: str | None = None) -> SyncReport:
         """Index every version on disk that is not indexed yet; forget indexed versions whose
         folder is gone (their stages are dropped; history keeps them)."""
@@ -378,6 +402,27 @@ class Registry:
                 detail="forced" if force else "",
             )
         return None if previous is None else str(previous)
+
+    def clear_stage(self, name: str, stage: str, *, force: bool = False, actor: str | None = None) -> str | None:
+        """Point ``stage`` of ``name`` at no version (e.g. end a shadow comparison); returns the
+        version it pointed at. Clearing production needs ``force``: a polling server then serves
+        the model by its config.json version_policy."""
+        if stage not in STAGES:
+            raise RegistryError(f"stage {stage!r}: one of {', '.join(STAGES)}")
+        if stage == "production" and not force:
+            raise RegistryError(
+                f"clearing production changes what {name} serves (config.json's version_policy instead);"
+                " use --force, or promote or roll back another version"
+            )
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
+                raise RegistryError(f"model {name!r} is not registered")
+            previous = self._alias(db, name, stage)
+            if previous is None:
+                return None
+            db.execute("DELETE FROM aliases WHERE model = ? AND stage = ?", (name, stage))
+            _log(db, _actor(actor), "clear", name, previous, stage=stage, previous=previous)
+        return str(previous)
 
     def rollback(self, name: str, *, actor: str | None = None) -> tuple[str, str]:
         """Move production back to the version that held it before the current one (skipping

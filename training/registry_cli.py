@@ -10,6 +10,11 @@
     onyxserve registry register MODEL VERSION        index an exported version
     onyxserve registry sync                          index every version on disk
 
+A server running on the repository (``onyxserve serve``, poll mode) follows the stages within
+its poll interval: production answers requests without a version; shadow and staging are
+loaded for explicit-version requests; a promotion to a version that cannot load leaves the
+previous one serving. ``onyxserve serve --version-source config`` ignores stages.
+
 Every action takes ``--repository DIR`` (default $ONYXSERVE_REPOSITORY, else ./models) and
 ``--db FILE`` (default DIR/registry.db); ``--actor`` names who did it (default the user).
 Exit codes: 0 done, 1 refused (the message says why), 2 usage.
@@ -29,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "registry",
         help="list, show, compare, promote, roll back, approve, delete model versions",
-        description="The SQLite index of the model repository: versions, approval, stages, history.",
+        description="The SQLite index of the model repository: versions, approval, stages, history."
+        " A running `onyxserve serve` (poll mode) follows the stages within its poll interval:"
+        " production answers requests without a version, shadow and staging are loaded for"
+        " explicit-version requests; `serve --version-source config` ignores them.",
     )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -55,18 +63,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a = action("compare", "compare the metrics of versions of a model")
     a.add_argument("model")
     a.add_argument("versions", nargs="+")
-    a = action("promote", "point a stage (production, shadow, staging, archived) at a version")
+    a = action(
+        "promote",
+        "point a stage (production, shadow, staging, archived) at a version; a polling server"
+        " switches to it within its poll interval (a version that fails to load is not switched to)",
+    )
     a.add_argument("model")
     a.add_argument("version")
     a.add_argument("--stage", default="production", choices=["production", "shadow", "staging", "archived"])
     a.add_argument("--force", action="store_true", help="promote even if not approved")
-    a = action("rollback", "move production back to the version that held it before")
+    a = action(
+        "clear-stage",
+        "point a stage at no version, e.g. end a shadow comparison; a polling server follows within its"
+        " poll interval (production needs --force: the model then serves by config.json's version_policy)",
+    )
+    a.add_argument("model")
+    a.add_argument("stage", choices=["production", "shadow", "staging", "archived"])
+    a.add_argument("--force", action="store_true", help="clear even production")
+    a = action(
+        "rollback",
+        "move production back to the version that held it before; a polling server follows within its poll interval",
+    )
     a.add_argument("model")
     a = action("approve", "approve (or --reject) a version")
     a.add_argument("model")
     a.add_argument("version")
     a.add_argument("--reject", action="store_true")
     a.add_argument("--note", default="", help="recorded in the history")
+    a = action(
+        "threshold",
+        "set a binary version's decision threshold (label = positive class iff its probability >= it);"
+        " a polling server answers with it within its poll interval, batch-predict uses it too",
+    )
+    a.add_argument("model")
+    a.add_argument("version")
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("value", nargs="?", type=float, help="a probability between 0 and 1")
+    g.add_argument("--clear", action="store_true", help="back to the model's own label (0.5)")
     a = action("delete", "delete a version's files and index entry")
     a.add_argument("model")
     a.add_argument("version")
@@ -202,6 +235,21 @@ def _approve(reg, args) -> Any:
     return {"model": args.model, "version": args.version, "approval": status}
 
 
+def _clear_stage(reg, args) -> Any:
+    previous = reg.clear_stage(args.model, args.stage, force=args.force, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}: {args.stage} {previous} -> none" if previous else f"{args.model}: {args.stage} was not set")
+    return {"model": args.model, "stage": args.stage, "previous": previous}
+
+
+def _threshold(reg, args) -> Any:
+    value = None if args.clear else args.value
+    before = reg.set_threshold(args.model, args.version, value, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}/{args.version}: threshold {before} -> {value}")
+    return {"model": args.model, "version": args.version, "threshold": value, "previous": before}
+
+
 def _delete(reg, args) -> Any:
     reg.delete(args.model, args.version, force=args.force, actor=args.actor)
     if not args.json:
@@ -229,8 +277,10 @@ _ACTIONS = {
     "show": _show,
     "compare": _compare,
     "promote": _promote,
+    "clear-stage": _clear_stage,
     "rollback": _rollback,
     "approve": _approve,
+    "threshold": _threshold,
     "delete": _delete,
     "register": _register,
     "sync": _sync,

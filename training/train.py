@@ -16,7 +16,9 @@ Fits are staged so progress can be shown and tuning can stop a trial early: line
 gradient_boosting = warm-start growth in about ten steps (two for gradient boosting with
 class weights: scikit-learn re-bins at each warm start, and weighted binning is slow). Class weights (``"balanced"`` or a
 {label: weight} mapping) are applied as sample weights, which every algorithm accepts at every
-stage. Everything is seeded: the same inputs and seed give identical predictions.
+stage, except linear: its SGD passes draw each row in proportion to its weight instead (same
+objective, bounded steps; see ``_fit_passes``). Everything is seeded: the same inputs and seed
+give identical predictions.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +38,7 @@ from onyxserve.training import train_metrics
 from onyxserve.training.datasource import Datasource, read_frames
 from onyxserve.training.recipe import Plan, Recipe, parse_recipe
 from onyxserve.training.recipe_compile import build_transformer
+from onyxserve.training.sgd_adaptive import AdaptiveRate
 from onyxserve.training.splits import Split, parse_split, select
 from onyxserve.training.train_errors import TrainingError
 from onyxserve.training.train_params import CLASSIFICATION, TASKS, build_estimator, validate_params
@@ -83,6 +87,7 @@ class TrainResult:
     metrics: dict[str, float]
     seconds: dict[str, float]  # load, recipe, fit, evaluate, total
     stages: int = 0  # passes / epochs / growth steps run
+    warnings: list[str] = field(default_factory=list)  # a degenerate fit, with the knob to turn
 
     @property
     def task(self) -> str:
@@ -103,6 +108,7 @@ class TrainResult:
             "stages": self.stages,
             "metrics": self.metrics,
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            **({"warnings": self.warnings} if self.warnings else {}),
         }
 
     def lineage(self) -> dict[str, Any]:
@@ -308,15 +314,40 @@ def fit_estimator(
 def _fit_passes(est, X, y, w, passes, shuffle, seed, bar, on_stage) -> int:
     rng = np.random.default_rng(seed)
     classes = np.unique(y) if _is_classifier(est) else None
+    adaptive = AdaptiveRate(est) if est.learning_rate == "adaptive" else None
     bar.reset(total=passes)
     for i in range(passes):
-        order = rng.permutation(len(y)) if shuffle else slice(None)
         extra = {"classes": classes} if classes is not None else {}
-        est.partial_fit(X[order], y[order], sample_weight=None if w is None else w[order], **extra)
+        if w is not None and np.ptp(w) > 0:
+            # Unequal weights are drawn, not multiplied in: SGD's step is eta * weight * gradient,
+            # and scikit-learn's schedules ignore the weight, so "balanced" at 0.3 % positives
+            # (weight ~170) makes every fraud row a ~170x step the iterate never settles from
+            # (weighted objective 17 vs the optimum's 0.12 at alpha 1e-4; 36-43 % predicted
+            # fraud with a constant rate at alpha >= 0.03). Rows drawn in proportion to their
+            # weight, at unit weight, have the same expected objective with bounded steps.
+            order = _weighted_rows(w, rng, shuffle)
+            est.partial_fit(X[order], y[order], **extra)
+        else:
+            order = rng.permutation(len(y)) if shuffle else slice(None)
+            est.partial_fit(X[order], y[order], sample_weight=None if w is None else w[order], **extra)
         bar.update(1)
         if on_stage:
             on_stage(i + 1, passes, est)
+        if adaptive is not None and not adaptive.after_pass(X, y):
+            return i + 1  # the rate fell below 1e-6, as scikit-learn's fit stops
     return passes
+
+
+def _weighted_rows(w: np.ndarray, rng: np.random.Generator, shuffle: bool) -> np.ndarray:
+    """One pass of len(w) row positions, each row appearing in proportion to its weight
+    (systematic resampling: the exact proportions, low variance). ``shuffle`` false keeps the
+    data's order and a fixed offset, so the pass is the same every time."""
+    n = len(w)
+    cumulative = np.cumsum(w, dtype=np.float64)
+    offset = rng.uniform() if shuffle else 0.5
+    rows = np.searchsorted(cumulative, (np.arange(n) + offset) * (cumulative[-1] / n), side="right")
+    rows = np.minimum(rows, n - 1)
+    return rng.permutation(rows) if shuffle else rows
 
 
 def _fit_epochs(est, X, y, w, params, bar, on_stage) -> int:
@@ -427,11 +458,37 @@ def train_prepared(
     )
     fitted = time.perf_counter()
     metrics = train_metrics.report(prepared.task, estimator, prepared.Xt_eval, prepared.y_eval)
+    notes = degenerate_fit(algorithm, prepared.task, estimator, full, prepared.Xt_eval, prepared.y_eval)
+    for note in notes:
+        warnings.warn(note, TrainingWarning, stacklevel=2)
     done = time.perf_counter()
     pipeline = Pipeline([("recipe", prepared.transformer), ("model", estimator)])
     seconds = {**prepared.seconds, "fit": fitted - t0, "evaluate": done - fitted}
     seconds["total"] = sum(seconds.values())
-    return TrainResult(pipeline, algorithm, full, seed, class_weight, prepared, metrics, seconds, stages)
+    return TrainResult(pipeline, algorithm, full, seed, class_weight, prepared, metrics, seconds, stages, notes)
+
+
+class TrainingWarning(UserWarning):
+    """A fit that ran but is useless as it stands; the message names the hyperparameter."""
+
+
+def degenerate_fit(
+    algorithm: str, task: str, estimator: Any, params: Mapping[str, Any], X_eval: np.ndarray, y_eval: np.ndarray
+) -> list[str]:
+    """A warning for a linear classifier regularized down to its intercept: every row gets the
+    same score, so it ranks nothing (AUC 0.5). Predicting one class at 0.5 while still ranking
+    is not flagged: that is what an unweighted model of rare fraud does, and the threshold is
+    chosen at evaluation."""
+    if algorithm != "linear" or task not in CLASSIFICATION or len(y_eval) == 0 or np.any(estimator.coef_):
+        return []
+    label = estimator.predict(X_eval[:1])[0]
+    note = (
+        f"the model gives every row the same score (so predicts class {label!r} for all):"
+        f" penalty {params['penalty']!r} at alpha {params['alpha']:g} set every coefficient to 0"
+        " (with class_weight 'balanced' that score is about 0.5, and the class is decided by noise"
+        " in the intercept); lower 'alpha'"
+    )
+    return [note]
 
 
 def train_model(

@@ -105,6 +105,8 @@ def _finish(args: argparse.Namespace, result: Any, out: dict[str, Any]) -> int:
     from onyxserve.training.export import ExportError
     from onyxserve.training.train import export_trained, save_pipeline
 
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.out:
         out["saved"] = str(save_pipeline(result, args.out))
     if args.export:

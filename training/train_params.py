@@ -2,7 +2,7 @@
 
 | algorithm | estimator (classification / regression) | hyperparameters (default) |
 |---|---|---|
-| linear | SGDClassifier / SGDRegressor, one ``partial_fit`` per pass | max_passes (10), penalty l1, l2, elasticnet, none (l2), alpha = the L1/L2 amount (1e-4), l1_ratio (0.15), shuffle (true), loss (log_loss, modified_huber / squared_error, huber, epsilon_insensitive), learning_rate (optimal / invscaling), eta0 (0.01) |
+| linear | SGDClassifier / SGDRegressor, one ``partial_fit`` per pass | max_passes (10), penalty l1, l2, elasticnet, none (l2), alpha = the L1/L2 amount (1e-4), l1_ratio (0.15), shuffle (true), loss (log_loss, modified_huber / squared_error, huber, epsilon_insensitive), learning_rate (optimal / invscaling; constant; adaptive: eta0 / 5 after 5 passes without a 1e-3 loss improvement, as scikit-learn's fit), eta0 (0.01) |
 | random_forest | RandomForestClassifier / Regressor, grown in warm-start steps | n_estimators (100), max_depth (none), min_samples_leaf (1), max_features sqrt, log2, all (sqrt / all), bootstrap (true), n_jobs (1) |
 | gradient_boosting | HistGradientBoostingClassifier / Regressor, warm-start steps | max_iter (100), learning_rate (0.1), max_depth (none), max_leaf_nodes (31), min_samples_leaf (20), l2_regularization (0), early_stopping (false) |
 | mlp | MLPClassifier / MLPRegressor, one ``partial_fit`` per epoch | hidden_layer_sizes ([64]; or "64-32"), activation relu, tanh, logistic (relu), alpha (1e-4), learning_rate_init (1e-3), max_iter = epochs (200), batch_size (none = min(200, rows)), n_iter_no_change (10), tol (1e-4) |

@@ -1,7 +1,7 @@
 """Time onyxserve's own per-request path in-process, without the network or gRPC: decode the
 ModelInferRequest, batch, normalize, run ONNX Runtime, encode the response, update metrics.
 
-    python benchmarks/served/hotpath.py MODEL_REPOSITORY [--requests 20000]
+    python benchmarks/served/hotpath.py MODEL_REPOSITORY [--requests 20000] [--no-drift]
 
 Prints microseconds per request for sequential requests and for 16 concurrent ones (which the
 batcher gathers into batches). It isolates what onyxserve adds on top of grpc.aio's own cost.
@@ -17,12 +17,13 @@ import numpy as np
 
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.server.dataplane import DataPlane
+from onyxserve.server.drift import DriftSettings
 from onyxserve.server.grpc_servicer import InferenceServicer
 from onyxserve.server.repository import ModelRepository
 
 
-async def measure(repository: str, requests: int) -> None:
-    repo = ModelRepository(repository, intra_op_threads=1)
+async def measure(repository: str, requests: int, drift: bool = True) -> None:
+    repo = ModelRepository(repository, intra_op_threads=1, drift=DriftSettings(enabled=drift))
     await repo.scan()
     dataplane = DataPlane(repo)
     dataplane.started = True
@@ -59,12 +60,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("repository")
     parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--no-drift", dest="drift", action="store_false", help="drift counting off")
     args = parser.parse_args()
     try:
         import uvloop
-        uvloop.run(measure(args.repository, args.requests))
+        uvloop.run(measure(args.repository, args.requests, args.drift))
     except ImportError:
-        asyncio.run(measure(args.repository, args.requests))
+        asyncio.run(measure(args.repository, args.requests, args.drift))
 
 
 if __name__ == "__main__":

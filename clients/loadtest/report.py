@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
 # html_report's pyplot: imported there after selecting the display-less backend
 from onyxserve.html_report import Report, plt
 
@@ -141,6 +143,7 @@ def _over_time(targets: list[dict[str, Any]], drift: dict[str, Any] | None):
         lat_ax.plot([], [], color="tab:blue", label="p50")
         lat_ax.plot([], [], color="tab:red", label="p99")
         lat_ax.set_yscale("log")
+        _plain_log_y(lat_ax)
         lat_ax.set_title(_label(t), fontsize=9)
         lat_ax.set_ylabel("latency ms")
         lat_ax.legend(loc="upper left", fontsize=8)
@@ -153,6 +156,17 @@ def _over_time(targets: list[dict[str, Any]], drift: dict[str, Any] | None):
             ax.grid(alpha=0.3)
     axes[1][0].set_ylim(0, top * 1.1)  # the row shares y: after every column is drawn
     return fig
+
+
+_PLAIN = FuncFormatter(lambda v, _: f"{v:g}")
+
+
+def _plain_log_y(ax) -> None:
+    """Log latency axis labelled 0.5, 1, 2, 5 ...: the default labels only powers of ten, so a
+    run whose latencies sit between 0.5 and 1.5 ms showed a single label ("10^0")."""
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(_PLAIN)
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _tail_x(p: float) -> float:
@@ -181,6 +195,7 @@ def _percentile_curves(targets: list[dict[str, Any]]):
             ax.plot(xs, ys, linestyle=styles[ti % len(styles)], color=color, marker=".", label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_log_y(ax)
     ax.set_xticks([_tail_x(p) for p in _TAIL_TICKS], [f"{p:g}%" for p in _TAIL_TICKS])
     ax.minorticks_off()
     ax.set_xlabel("percentile")
@@ -204,8 +219,13 @@ def _against_load(targets: list[dict[str, Any]], mode: str):
             x, [_num(r["latency_ms"]["p50"]) for r in rs], marker=".", linestyle="--", label=f"{name} p50"
         )
     xlabel = "concurrency" if mode == "closed" else "offered rate (requests/s)"
+    loads = sorted({r["concurrency"] if mode == "closed" else r["rate"] for t in targets for r in t["results"]})
     for ax in (rps_ax, lat_ax):
         ax.set_xscale("log")
+        # one labelled tick per load level measured (log minor labels read "2x10^0")
+        ax.xaxis.set_major_locator(FixedLocator(loads))
+        ax.xaxis.set_major_formatter(_PLAIN)
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -215,4 +235,5 @@ def _against_load(targets: list[dict[str, Any]], mode: str):
     rps_ax.set_ylabel("OK requests/s")
     lat_ax.set_ylabel("latency ms")
     lat_ax.set_yscale("log")
+    _plain_log_y(lat_ax)
     return fig

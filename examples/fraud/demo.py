@@ -206,6 +206,9 @@ def main() -> int:
             flag = "FRAUD" if p >= threshold else "ok"
             print(f"  row {picked.index[i]:>5}: true {truth}  label {label}  P(fraud) served {p:.6f}  "
                   f"offline {e:.6f}  at threshold {threshold:.4f}: {flag}")
+        if not np.array_equal(labels, (served >= threshold).astype(np.int64)):
+            raise SystemExit("the served labels do not follow the registry's threshold")
+        print(f"served labels follow the threshold the evaluation recorded in the registry ({threshold:.4f})")
         diff = float(np.max(np.abs(served - offline)))
         if diff > TOLERANCE:
             raise SystemExit(f"served and offline scores differ by {diff:.3g}")

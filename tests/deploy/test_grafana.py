@@ -33,9 +33,17 @@ def exported(server) -> set[str]:
         client.predict("fraud", np.zeros((3, 30), dtype=np.float32))
     with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=10) as response:
         text = response.read().decode()
-    return {
-        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")
+    samples = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+    # families declared with no sample yet (labelled series appear once a shadow or stage exists)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    declared = {
+        name.removesuffix("_total") + suffix  # a counter's TYPE line may or may not carry _total
+        for line in text.splitlines()
+        if line.startswith("# TYPE onyxserve_")
+        for name, kind in [line.split()[2:4]]
+        for suffix in suffixes.get(kind, ("",))
     }
+    return samples | declared
 
 
 def test_datasource_is_a_variable():

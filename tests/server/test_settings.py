@@ -34,3 +34,17 @@ def test_json_config_and_bad_values_name_the_field(tmp_path, monkeypatch):
     config.write_text('{"grpc_prot": 1}')
     with pytest.raises(ValidationError, match="grpc_prot"):
         load_settings(config)
+
+
+def test_version_source_file_env_flag(tmp_path, monkeypatch):
+    config = tmp_path / "settings.toml"
+    config.write_text('version-source = "config"\nrepository = "/srv/models"\n')
+    s = load_settings(config)
+    assert s.version_source == "config"
+    assert str(s.registry_path()) == "/srv/models/registry.db"  # default: beside the models
+    monkeypatch.setenv("ONYXSERVE_VERSION_SOURCE", "registry")
+    assert load_settings(config).version_source == "registry"  # env beats file
+    assert load_settings(config, version_source="config").version_source == "config"  # flag beats env
+    assert load_settings(registry_db="/var/reg.db").registry_path().as_posix() == "/var/reg.db"
+    with pytest.raises(ValidationError, match="version_source"):
+        load_settings(version_source="stages")

@@ -50,6 +50,9 @@ def test_manifest_holds_bins_crosses_and_input_only_parent(tmp_path, crossed):
     assert m.model.input_width == age.width + income.width + merchant.width + cross.width
     assert result.parity.rows == 200 and result.parity.max_error < 1e-5
     assert set(m.baseline["features"]) == {"age", "merchant", "income", "channel"}
+    # the input-only parent has no category table; its baseline holds the sample's own values
+    channel_base = m.baseline["features"]["channel"]
+    assert channel_base["counts"] and channel_base["unknown_rate"] == 0.0
 
 
 def test_served_scores_equal_the_pipeline_on_edge_rows(tmp_path, crossed):

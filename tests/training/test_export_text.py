@@ -63,6 +63,7 @@ VECTORIZERS = {
     "tfidf_default": lambda: TfidfVectorizer(),
     "tfidf_1_2_grams": lambda: TfidfVectorizer(token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 2)),
     "count_punct": lambda: CountVectorizer(token_pattern=r"(?u)\b\w+\b|[^\w\s]", lowercase=False),
+    "count_binary_trigrams": lambda: CountVectorizer(binary=True, ngram_range=(1, 3), min_df=2),
     "cleaner_no_punct": lambda: Pipeline(
         [("clean", TextCleaner(lowercase=True, no_punct=True)),
          ("tfidf", TfidfVectorizer(lowercase=False, token_pattern=r"(?u)\b\w+\b", ngram_range=(1, 2)))]

@@ -231,3 +231,21 @@ def test_export_registers_the_version(tmp_path):
     result = export_model(model, name="auto", repository=tmp_path, sample=X[:50])
     record = Registry(tmp_path).get_version("auto", result.version)
     assert str(record.version) == result.version and record.task == "binary"
+
+
+def test_clear_stage_ends_a_shadow_and_guards_production(repo):
+    reg = Registry(repo)
+    reg.sync()
+    for v in ("1", "2"):
+        reg.approve("churn", v)
+    reg.promote("churn", "1", "production")
+    reg.promote("churn", "2", "shadow")
+    assert reg.clear_stage("churn", "shadow", actor="bob") == "2"
+    assert reg.aliases("churn") == {"production": "1"}
+    assert reg.clear_stage("churn", "shadow") is None  # already clear: nothing to do
+    with pytest.raises(RegistryError, match="use --force"):
+        reg.clear_stage("churn", "production")
+    assert reg.clear_stage("churn", "production", force=True) == "1" and reg.aliases("churn") == {}
+    assert [h.action for h in reg.history("churn", limit=2)] == ["clear", "clear"]
+    with pytest.raises(RegistryError, match="not registered"):
+        reg.clear_stage("ghost", "shadow")
