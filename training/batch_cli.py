@@ -42,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Parquet output codec: auto (snappy on the row id and label, none on the float"
         " scores), or snappy, zstd, lz4, gzip, brotli, none for every column",
     )
+    p.add_argument(
+        "--threshold",
+        default="registry",
+        help="binary models: label = positive iff its probability >= this; 'registry' (default) uses the"
+        " threshold the registry holds for the version, as the server does; 'none' keeps the model's label",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -61,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
                 row_id=args.row_id,
                 progress=not args.no_progress,
                 compression=args.compression,
+                threshold=None if args.threshold == "none" else args.threshold,
             )
         else:
             summary = batch_predict(
@@ -71,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                 row_id=args.row_id,
                 progress=not args.no_progress,
                 compression=args.compression,
+                threshold=None if args.threshold == "none" else args.threshold,
             )
     except BatchError as exc:
         print(f"batch-predict: {exc}", file=sys.stderr)

@@ -31,6 +31,7 @@ from onyxserve.training.batch_predict import (
     Scratch,
     _empty_schema,
     check_options,
+    decision_threshold,
     input_columns,
     load,
     output_format,
@@ -149,8 +150,10 @@ def score_part(
     row_id: str | None,
     chunk_rows: int,
     compression: str = "auto",
+    threshold: float | None = None,
 ) -> int:
-    """On a worker: score one partition into ``out_dir/part-NNNNN.ext``; returns its rows."""
+    """On a worker: score one partition into ``out_dir/part-NNNNN.ext``; returns its rows.
+    ``threshold``: resolved once by the client (``decision_threshold``)."""
     scorer = _scorer(version_dir)
     columns = input_columns(scorer.manifest, row_id)
     writer = OutputWriter(Path(out_dir) / f"part-{part.index:05d}.{ext}", compression)
@@ -158,7 +161,7 @@ def score_part(
     rows = 0
     try:
         for chunk in _chunks(part, columns, chunk_rows):
-            writer.write(score_chunk(scorer, chunk, row_id, scratch))
+            writer.write(score_chunk(scorer, chunk, row_id, scratch, threshold))
             rows += chunk.n_rows
         writer.commit(_empty_schema(scorer.manifest, row_id))
     except BaseException:
@@ -198,11 +201,13 @@ def run_on_dask(
     row_id: str | None = None,
     progress: bool = True,
     compression: str = "auto",
+    threshold: float | str | None = "registry",
 ) -> BatchSummary:
     check_options(chunk_rows, compression)
     started = time.perf_counter()
     version_dir = str(Path(version_dir).resolve())
     manifest = load(version_dir, intra_op_threads=1).manifest  # fail here, not on every worker
+    cut = decision_threshold(version_dir, manifest, threshold)  # the registry is read here only
     path = _local_file(source)
     fmt = file_format(path)
     if fmt == "parquet":
@@ -238,6 +243,7 @@ def run_on_dask(
             [row_id] * len(parts),
             [chunk_rows] * len(parts),
             [compression] * len(parts),
+            [cut] * len(parts),
             pure=False,
         )
         rows = _wait(futures, progress, len(parts))

@@ -27,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+from onyxserve.core.decision import check_threshold, thresholded_labels
 from onyxserve.core.manifest import Manifest
 from onyxserve.core.normalizer import FeatureValueError
 from onyxserve.core.scorer import ModelLoadError, OnnxScorer, load_manifest, load_version
@@ -86,11 +87,39 @@ class Scratch:
         return self._buf[:n]  # the first n rows of a C-contiguous matrix: C-contiguous
 
 
+def decision_threshold(version_dir: str | Path, manifest: Manifest, threshold: float | str | None) -> float | None:
+    """The binary decision threshold the labels follow: ``"registry"`` (the default) reads the
+    one the registry holds for this version (``REPOSITORY/registry.db``, as the server does),
+    a number is used as given, None keeps the model's own label."""
+    if manifest.task != "binary" or threshold is None:
+        return None
+    if threshold != "registry":
+        try:
+            return check_threshold(float(threshold), "threshold")
+        except (TypeError, ValueError) as exc:
+            raise BatchError(str(exc)) from None
+    version_dir = Path(version_dir)
+    db = version_dir.parent.parent / "registry.db"
+    if not db.is_file():
+        return None
+    from onyxserve.training.registry import Registry, RegistryError
+
+    try:
+        return Registry(version_dir.parent.parent).get_version(manifest.name, manifest.version).threshold
+    except RegistryError:  # the version is not registered: no threshold recorded for it
+        return None
+
+
 def score_chunk(
-    scorer: OnnxScorer, chunk: Chunk, row_id: str | None, scratch: Scratch | None = None
+    scorer: OnnxScorer,
+    chunk: Chunk,
+    row_id: str | None,
+    scratch: Scratch | None = None,
+    threshold: float | None = None,
 ) -> pa.Table:
     """Score one chunk through the served path; the output table (row id first). ``scratch``:
-    reuse its batch matrix instead of allocating one."""
+    reuse its batch matrix instead of allocating one. ``threshold``: binary labels = positive
+    iff its probability is >= it, as the server answers (``decision_threshold``)."""
     manifest = scorer.manifest
     out = scratch.rows(chunk.n_rows) if scratch is not None else None
     try:
@@ -112,7 +141,10 @@ def score_chunk(
         arrays = [ids, pa.array(scores["value"])]
     else:
         proba = scores["probabilities"]
-        arrays = [ids, pa.array(scores["label"]), *(pa.array(proba[:, j]) for j in range(proba.shape[1]))]
+        labels = scores["label"]
+        if threshold is not None:
+            labels = thresholded_labels(proba, labels, manifest.labels, threshold)
+        arrays = [ids, pa.array(labels), *(pa.array(proba[:, j]) for j in range(proba.shape[1]))]
     return pa.Table.from_arrays(arrays, names=names)
 
 
@@ -243,13 +275,15 @@ def batch_predict(
     progress: bool = True,
     intra_op_threads: int | None = 1,
     compression: str = "auto",
+    threshold: float | str | None = "registry",
 ) -> BatchSummary:
     """Score every row of ``source`` (CSV/Parquet/JSON path, datasource record or DataFrame)
     with the version in ``version_dir``; write ``out_path`` (.csv or .parquet). ``compression``:
-    of a Parquet output, see ``parquet_options``."""
+    of a Parquet output, see ``parquet_options``. ``threshold``: see ``decision_threshold``."""
     check_options(chunk_rows, compression)
     started = time.perf_counter()
     manifest = load_manifest_or_fail(version_dir)
+    cut = decision_threshold(version_dir, manifest, threshold)
     out = Path(out_path)
     writer = OutputWriter(out, compression)
     try:
@@ -268,7 +302,7 @@ def batch_predict(
             reader, progress, f"scoring {Path(version_dir).parent.name}/{Path(version_dir).name}"
         )
         for chunk in ahead:
-            writer.write(score_chunk(scorer, chunk, row_id, scratch))
+            writer.write(score_chunk(scorer, chunk, row_id, scratch, cut))
             rows += chunk.n_rows
             bar.update(reader.position() - bar.n)
             bar.set_postfix_str(f"{rows:,} rows", refresh=False)
@@ -329,6 +363,7 @@ def batch_predict_dask(
     row_id: str | None = None,
     progress: bool = True,
     compression: str = "auto",
+    threshold: float | str | None = "registry",
 ) -> BatchSummary:
     """Score a CSV or Parquet file on Dask: ``scheduler`` None starts a LocalCluster of
     ``n_workers`` single-threaded workers; an address (or a ``distributed.Client``) uses that
@@ -347,4 +382,5 @@ def batch_predict_dask(
         row_id=row_id,
         progress=progress,
         compression=compression,
+        threshold=threshold,
     )
