@@ -199,8 +199,10 @@ class FeatureNormalizer:
         self, blocks: Sequence[RowBlock], out: np.ndarray | None = None
     ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Everything the ONNX graph takes for ``blocks``: the normalized batch (into ``out``
-        if given, as ``gather``) and the texts."""
-        return self.gather(blocks, out), (self.texts(blocks) if self.text_features else {})
+        if given, as ``gather``) and the texts. Texts are decoded first: ``gather`` counts the
+        drift sketches and leaves them unchanged only when it is the one refusing the batch."""
+        texts = self.texts(blocks) if self.text_features else {}
+        return self.gather(blocks, out), texts
 
     def _core_block(self, block: RowBlock) -> RowBlock:
         if block.columns is None:  # the decoder only builds form A for all-numeric models

@@ -92,10 +92,7 @@ class ServedModel:
         failed: dict[int, Exception] = {}
         started = time.perf_counter_ns()
         try:
-            # texts first: gather counts drift sketches, and leaves them unchanged only when it
-            # is the one refusing the batch
-            texts = normalizer.texts(blocks) if normalizer.text_features else {}
-            batch = normalizer.gather(blocks)
+            batch, texts = normalizer.prepare(blocks)
         except FeatureValueError:
             sketches = [(c, c.copy()) for c in normalizer.sketch_counts.values()]
             good = []
