@@ -10,20 +10,32 @@ generated C file and the .so are otherwise reused.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
+# Top-level folder -> the onyxserve subpackage it is (the layout the owner asked for). Everything
+# below them is discovered, so a new subpackage cannot silently miss the wheel.
 FOLDERS = {
     "onyxserve": "onyxserve",
     "onyxserve.core": "core",
     "onyxserve.server": "server",
     "onyxserve.protos": "protos",
     "onyxserve.clients": "clients",
-    "onyxserve.clients.loadtest": "clients/loadtest",
     "onyxserve.training": "training",
+    "onyxserve.repository": "repository",
 }
+
+
+def discover_packages(root: Path = Path(__file__).resolve().parent) -> list[str]:
+    packages = []
+    for package, folder in FOLDERS.items():
+        packages.append(package)
+        packages += [f"{package}.{sub}" for sub in find_packages(str(root / folder))]
+    return packages
+
 
 DEBUG = os.environ.get("ONYXSERVE_CYTHON_DEBUG", "") not in ("", "0")
 
@@ -48,7 +60,7 @@ extensions = [
 ]
 
 setup(
-    packages=list(FOLDERS),
+    packages=discover_packages(),
     package_dir=FOLDERS,
     package_data={"onyxserve.core": ["*.pxd", "*.pxi", "*.pyx"], "onyxserve.protos": ["*.proto", "*.pyi"]},
     ext_modules=cythonize(extensions, compiler_directives=directives, force=True),

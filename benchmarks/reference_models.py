@@ -32,12 +32,11 @@ from pathlib import Path
 import joblib
 import numpy as np
 import sklearn
+from onyxserve.training.synthetic import FEATURES, TARGET, fraud_transactions
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-
-from onyxserve.training.synthetic import FEATURES, TARGET, fraud_transactions
 
 POSITIVE_RATE = 0.003
 

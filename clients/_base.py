@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
-
 from onyxserve.protos import grpc_service_pb2 as pb
 
 from .errors import OnyxClientError

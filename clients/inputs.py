@@ -14,9 +14,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
-
-from onyxserve.core import v2bytes
 from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.protos import v2bytes
 
 from .errors import invalid_input
 from .schema import ModelSchema

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-
-from onyxserve.core import v2bytes
-from onyxserve.core.v2types import CONTENTS_FIELD, DTYPES
 from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.protos import v2bytes
+from onyxserve.protos.v2types import CONTENTS_FIELD, DTYPES
+
 
 def decode_output(tensor: pb.ModelInferResponse.InferOutputTensor, raw: bytes | None) -> np.ndarray:
     """One output tensor as a numpy array of its shape (BYTES: object array of ``str``)."""

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
-
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 

@@ -10,9 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from onyxserve.core.manifest import CrossSpec, FeatureSpec, Manifest, NumericSpec
 from onyxserve.core.text import TextValueError, decode_text
+from onyxserve.repository.manifest import CrossSpec, FeatureSpec, Manifest, NumericSpec
 
 
 class FeatureValueError(ValueError):

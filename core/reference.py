@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from onyxserve.core import v2bytes
-from onyxserve.core.manifest import CrossSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import FeatureValueError, RowBlock
+from onyxserve.protos import v2bytes
+from onyxserve.repository.manifest import CrossSpec, FeatureSpec, NumericSpec
 
 
 def _numeric(spec, values: np.ndarray, name: str) -> np.ndarray:

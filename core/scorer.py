@@ -12,12 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
 from onyxserve.core.cpu import available_cpus
-from onyxserve.core.manifest import Manifest, ManifestError
-from onyxserve.core.model_store import MANIFEST_FILE, sha256_bytes
 from onyxserve.core.normalizer import FeatureNormalizer, RowBlock
-
+from onyxserve.repository.manifest import Manifest, ManifestError
+from onyxserve.repository.store import MANIFEST_FILE, sha256_bytes
 
 # drift sketch edges by feature name, or a function of the loaded manifest returning them
 SketchEdges = Mapping[str, np.ndarray | None] | Callable[[Manifest], Mapping[str, np.ndarray | None]] | None

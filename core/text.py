@@ -1,6 +1,6 @@
 """Text features: V2 BYTES elements -> the strings the ONNX graph vectorizes.
 
-Tokenizing, n-grams and tf-idf run inside the ONNX graph (see ``training/onnx_text.py``);
+Tokenizing, n-grams and tf-idf run inside the ONNX graph (see ``training/export/onnx_text.py``);
 what is left here is what the graph cannot do the way scikit-learn does: decode UTF-8 (an
 invalid element is the client's error, named by row) and lowercase with Python's
 ``str.lower``, the exact function scikit-learn's vectorizers call. This is per-row Python, but
@@ -9,7 +9,7 @@ only for text features, whose vectorization costs far more than the decoding.
 
 from __future__ import annotations
 
-from onyxserve.core import v2bytes
+from onyxserve.protos import v2bytes
 
 
 class TextValueError(ValueError):

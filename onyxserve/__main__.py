@@ -1,3 +1,5 @@
-from onyxserve.cli import main
 import sys
+
+from onyxserve.cli import main
+
 sys.exit(main())

@@ -17,18 +17,17 @@ from aiohttp import web
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
-
 from onyxserve.core.cpu import available_cpus
 from onyxserve.protos import grpc_service_pb2 as pb
-from onyxserve.protos._pool import POOL
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
+from onyxserve.protos._pool import POOL
+from onyxserve.repository.stages import StageReader
 from onyxserve.server.dataplane import DataPlane
-from onyxserve.server.drift import DriftSettings
-from onyxserve.server.grpc_servicer import InferenceServicer
-from onyxserve.server.http_app import build_app
-from onyxserve.server.repository import ModelRepository
+from onyxserve.server.drift.monitor import DriftSettings
+from onyxserve.server.grpc.servicer import InferenceServicer
+from onyxserve.server.models.manager import ModelRepository
+from onyxserve.server.rest.app import build_app
 from onyxserve.server.settings import Settings
-from onyxserve.server.stages import StageReader
 from onyxserve.server.tls import grpc_credentials, http_context
 
 log = logging.getLogger("onyxserve")

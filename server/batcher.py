@@ -20,11 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-
 from onyxserve.core.normalizer import RowBlock
+from onyxserve.repository.config import ModelConfig
 from onyxserve.server.errors import DeadlineExpired, OnyxError, QueueFull, ShuttingDown
 from onyxserve.server.metrics import ModelMetrics
-from onyxserve.server.model_config import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from onyxserve.server.errors import InvalidInput, OnyxError, ShuttingDown
+from onyxserve.server.models.manager import ModelRepository, VersionState
+from onyxserve.server.models.served import ServedModel
+from onyxserve.server.shadow.mirror import ShadowMirror
+from onyxserve.server.tensors import Tensor
 
 import onyxserve
-from onyxserve.server.errors import InvalidInput, OnyxError, ShuttingDown
-from onyxserve.server.repository import ModelRepository, VersionState
-from onyxserve.server.served_model import ServedModel
-from onyxserve.server.shadow import ShadowMirror
-from onyxserve.server.tensors import Tensor
 
 SERVER_NAME = "onyxserve"
 EXTENSIONS = ("model_repository", "statistics", "model_configuration", "binary_tensor_data", "health")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from onyxserve.server.drift.collector import DriftCollector
+from onyxserve.server.drift.monitor import DriftSettings
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -19,8 +21,6 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-
-from onyxserve.server.drift import DriftCollector, DriftSettings
 
 # 50 µs .. 5 s: the interesting part of a CPU model's latency is well under a millisecond.
 LATENCY_BUCKETS = (
@@ -53,7 +53,7 @@ MODEL_STAGE = Gauge("onyxserve_model_stage",
                     MODEL + ("stage",), multiprocess_mode="livemax")
 
 
-# ---- shadow evaluation (server/shadow.py): one series per (model, production version, shadow version)
+# ---- shadow evaluation (server/shadow/mirror.py): one series per (model, production version, shadow version)
 
 SHADOW = MODEL + ("shadow_version",)
 # |dP| is a probability difference: the 0 bucket counts exact agreement of the scores
@@ -99,7 +99,7 @@ def observe_many(histogram, values: np.ndarray) -> None:
     """Observe every value of ``values`` in one labelled Histogram child: one bucket search
     in numpy instead of a Python observe per row. Uses the child's ``_upper_bounds``,
     ``_buckets`` (per-bucket, not cumulative) and ``_sum`` -- prometheus_client internals
-    (tests/server/test_shadow_units.py checks the result equals per-value ``observe``);
+    (tests/server/shadow/test_shadow_units.py checks the result equals per-value ``observe``);
     without them it falls back to ``observe``."""
     values = np.asarray(values, dtype=np.float64).reshape(-1)
     if values.size == 0:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomllib
+from onyxserve.repository.store import registry_path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -66,7 +67,8 @@ class Settings(BaseSettings):
     drift_snapshot_s: float = Field(60.0, gt=0, description="Seconds between the snapshots the window is cut from.")
 
     def registry_path(self) -> Path:
-        return self.registry_db or self.repository / "registry.db"
+        """The registry database the server reads stages from (the rule every part follows)."""
+        return registry_path(self.repository, self.registry_db)
 
     def bind_address(self) -> str:
         return f"{self.host}:{self.grpc_port}"

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from math import prod
 
 import numpy as np
-
-from onyxserve.core import v2bytes
-from onyxserve.core.v2types import CONTENTS_FIELD, DTYPES
 from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.protos import v2bytes
+from onyxserve.protos.v2types import CONTENTS_FIELD, DTYPES
 from onyxserve.server.errors import InvalidInput
+
 
 @dataclass(frozen=True)
 class Tensor:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ssl
 
 import grpc
-
 from onyxserve.server.settings import Settings
 
 

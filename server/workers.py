@@ -21,7 +21,8 @@ log = logging.getLogger("onyxserve")
 
 def _worker(settings: Settings) -> None:
     from onyxserve.server.app import serve
-    from onyxserve.server.cli import configure_logging, run_event_loop
+
+    from onyxserve.cli.serve import configure_logging, run_event_loop
 
     configure_logging(settings.log_level)
     raise SystemExit(run_event_loop(serve(settings)))

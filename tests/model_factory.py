@@ -68,7 +68,7 @@ def price_pipeline() -> tuple[Pipeline, pd.DataFrame]:
 
 def build_repository(root: Path) -> dict[str, tuple[object, pd.DataFrame]]:
     """Export the three test models into ``root``; returns name -> (fitted estimator, sample)."""
-    from onyxserve.training.export import export_model
+    from onyxserve.training.export.writer import export_model
 
     models = {"fraud": fraud_pipeline(), "iris": iris_like(), "price": price_pipeline()}
     for name, (estimator, X) in models.items():

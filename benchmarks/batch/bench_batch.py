@@ -48,7 +48,7 @@ def generate(rows: int, out_dir: Path) -> None:
     pacsv.write_csv(table, out_dir / f"fraud-{rows}.csv")
     pq.write_table(table, out_dir / f"fraud-{rows}.parquet", row_group_size=65_536)
     if not (out_dir / "models" / "fraud" / "1").exists():
-        from onyxserve.training.export import export_model
+        from onyxserve.training.export.writer import export_model
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -66,7 +66,7 @@ def one(mode: str, path: Path, model: Path, out: Path) -> dict:
     """One measurement, in this (fresh) process."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
-    from onyxserve.training.batch_predict import batch_predict, batch_predict_dask
+    from onyxserve.training.batch.predict import batch_predict, batch_predict_dask
 
     csv = path.suffix == ".csv"
     cpu0 = _cpu()

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-
-from onyxserve.core import v2bytes
-from onyxserve.core.manifest import CategoricalSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import FeatureNormalizer, FeatureValueError, RowBlock
 from onyxserve.core.reference import normalize_reference
+from onyxserve.protos import v2bytes
+from onyxserve.repository.manifest import CategoricalSpec, FeatureSpec, NumericSpec
 
 NAMES = ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
 IMPUTED = {"V1", "V2", "V3", "V4", "V5", "Amount"}

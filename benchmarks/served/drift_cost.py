@@ -13,11 +13,10 @@ import timeit
 from pathlib import Path
 
 import numpy as np
-
 from onyxserve.core.normalizer import RowBlock
-from onyxserve.server.drift import DriftSettings
-from onyxserve.server.model_config import ModelConfig
-from onyxserve.server.served_model import ServedModel
+from onyxserve.repository.config import ModelConfig
+from onyxserve.server.drift.monitor import DriftSettings
+from onyxserve.server.models.served import ServedModel
 
 
 def main() -> None:

@@ -14,12 +14,11 @@ import asyncio
 import time
 
 import numpy as np
-
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.server.dataplane import DataPlane
-from onyxserve.server.drift import DriftSettings
-from onyxserve.server.grpc_servicer import InferenceServicer
-from onyxserve.server.repository import ModelRepository
+from onyxserve.server.drift.monitor import DriftSettings
+from onyxserve.server.grpc.servicer import InferenceServicer
+from onyxserve.server.models.manager import ModelRepository
 
 
 async def measure(repository: str, requests: int, drift: bool = True) -> None:

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import numpy as np
 from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.repository.stages import StageReader
+from onyxserve.repository.store import registry_path
 from onyxserve.server.dataplane import DataPlane
-from onyxserve.server.grpc_servicer import InferenceServicer
-from onyxserve.server.repository import ModelRepository
-from onyxserve.server.stages import StageReader
+from onyxserve.server.grpc.servicer import InferenceServicer
+from onyxserve.server.models.manager import ModelRepository
 
 
 async def measure(repository: Path, requests: int, burst: int) -> None:
-    repo = ModelRepository(repository, intra_op_threads=1, stage_reader=StageReader(repository / "registry.db"))
+    repo = ModelRepository(repository, intra_op_threads=1, stage_reader=StageReader(registry_path(repository)))
     await repo.scan()
     dataplane = DataPlane(repo)
     dataplane.started = True

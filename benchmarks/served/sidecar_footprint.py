@@ -40,7 +40,7 @@ CONFIGS = {
 
 
 def export_fraud(repository: Path) -> None:
-    from onyxserve.training.export import export_model
+    from onyxserve.training.export.writer import export_model
     from onyxserve.training.synthetic import FEATURES, TARGET, fraud_transactions
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline

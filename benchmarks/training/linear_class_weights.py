@@ -17,15 +17,14 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from onyxserve.training.datasource.record import create_datasource
+from onyxserve.training.fit.params import build_estimator, validate_params
+from onyxserve.training.fit.train import prepare, train_prepared
+from onyxserve.training.synthetic import fraud_transactions
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
-
-from onyxserve.training.datasource import create_datasource
-from onyxserve.training.synthetic import fraud_transactions
-from onyxserve.training.train import prepare, train_prepared
-from onyxserve.training.train_params import build_estimator, validate_params
 
 ALPHAS = (1e-4, 1e-3, 1e-2, 0.03, 0.1, 0.3, 1.0)
 SETTINGS = ({"learning_rate": "optimal"}, {"learning_rate": "constant"}, {"penalty": "l1"})

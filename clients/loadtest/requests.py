@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from onyxserve.core import v2bytes
-from onyxserve.core.v2types import DTYPES as NUMPY_DTYPES
 from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.protos import v2bytes
+from onyxserve.protos.v2types import DTYPES as NUMPY_DTYPES
 
 from .workload import Workload
 

@@ -207,7 +207,7 @@ def from_manifest(
     path: str | Path, rows: int = 1024, seed: int = 0, categories: dict[str, Sequence[str]] | None = None
 ) -> Workload:
     """Generated rows shaped by an onyxserve manifest.json, numeric values in raw units."""
-    from onyxserve.core.manifest import Manifest
+    from onyxserve.repository.manifest import Manifest
 
     manifest = Manifest.load(path)
     features, loc, scale, cats = [], [], [], dict(categories or {})

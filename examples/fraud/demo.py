@@ -38,16 +38,16 @@ import numpy as np
 import pyarrow.parquet as pq
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
-from onyxserve.server.request_rows import MATRIX_INPUT
-from onyxserve.training.batch_predict import batch_predict
-from onyxserve.training.datasource import create_datasource
-from onyxserve.training.evaluate import evaluate_version
-from onyxserve.training.evaluation_report import write_report
-from onyxserve.training.recipe import load_recipe
-from onyxserve.training.registry import Registry
+from onyxserve.repository.registry import Registry
+from onyxserve.server.models.decoder import MATRIX_INPUT
+from onyxserve.training.batch.predict import batch_predict
+from onyxserve.training.datasource.record import create_datasource
+from onyxserve.training.evaluation.metrics import evaluate_version
+from onyxserve.training.evaluation.report import write_report
+from onyxserve.training.fit.train import SAMPLE_ROWS, export_trained, train_model
+from onyxserve.training.fit.tune import tune_model
+from onyxserve.training.recipe.spec import load_recipe
 from onyxserve.training.synthetic import TARGET, fraud_transactions
-from onyxserve.training.train import SAMPLE_ROWS, export_trained, train_model
-from onyxserve.training.tune import tune_model
 
 HERE = Path(__file__).resolve().parent
 ROWS = 30_000

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from onyxserve.training.evaluate import evaluate_version
-from onyxserve.training.evaluation_report import write_report
-from onyxserve.training.export import export_model
+from onyxserve.training.evaluation.metrics import evaluate_version
+from onyxserve.training.evaluation.report import write_report
+from onyxserve.training.export.writer import export_model
 from onyxserve.training.synthetic import FEATURES, fraud_transactions
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression

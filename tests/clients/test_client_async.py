@@ -10,8 +10,8 @@ import time
 import grpc
 import numpy as np
 import pytest
-
 from onyxserve.clients import AsyncInferenceClient, ClientOptions, InferenceClient, OnyxClientError
+
 from tests.clients.conftest import Restart
 
 ATOL = 1e-5

@@ -8,9 +8,9 @@ import time
 import grpc
 import numpy as np
 import pytest
-
 from onyxserve.clients import ClientOptions, InferenceClient, InferResult, OnyxClientError
 from onyxserve.clients.retry import Deadline, RetryPolicy
+
 from tests.clients.conftest import Restart
 
 ATOL = 1e-5

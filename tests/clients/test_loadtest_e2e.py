@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from onyxserve.clients.loadtest import run_closed_loop, run_open_loop, run_sweep
 from onyxserve.clients.loadtest.cli import standalone
-from onyxserve.core import v2bytes
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
+from onyxserve.protos import v2bytes
 
 WIDTH = 4
 WEIGHTS = np.float32([0.5, -1.0, 0.25, 2.0])

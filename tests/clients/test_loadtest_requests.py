@@ -11,7 +11,7 @@ from onyxserve.clients.loadtest import workload as wl
 from onyxserve.clients.loadtest.cli import parse_duration
 from onyxserve.clients.loadtest.open_loop import schedule_gaps_ns
 from onyxserve.clients.loadtest.requests import RequestForm, build_pool, decode_request
-from onyxserve.core import v2bytes
+from onyxserve.protos import v2bytes
 
 
 def _numeric(rows: int = 5, width: int = 3) -> wl.Workload:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-
-from onyxserve.core import v2bytes
-from onyxserve.core.manifest import CategoricalSpec, CrossSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import RowBlock
+from onyxserve.protos import v2bytes
+from onyxserve.repository.manifest import CategoricalSpec, CrossSpec, FeatureSpec, NumericSpec
 
 
 def numeric_spec(rng: np.random.Generator) -> NumericSpec:

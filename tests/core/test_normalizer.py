@@ -6,11 +6,11 @@ import threading
 
 import numpy as np
 import pytest
-
-from onyxserve.core import v2bytes
-from onyxserve.core.manifest import CategoricalSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import FeatureNormalizer, RowBlock
 from onyxserve.core.reference import normalize_reference
+from onyxserve.protos import v2bytes
+from onyxserve.repository.manifest import CategoricalSpec, FeatureSpec, NumericSpec
+
 from tests.core.normalizer_cases import random_block, random_features
 
 SIZES = [1, 0, 3, 1, 17, 1, 64]
@@ -106,11 +106,11 @@ def test_onehot_drop_and_ordinal_by_hand():
 
 
 def test_from_manifest_and_attributes():
-    from onyxserve.core.manifest import ModelSpec
+    from onyxserve.repository.manifest import ModelSpec
 
     features = (FeatureSpec("a", "numeric", 0, numeric=NumericSpec()), FeatureSpec("b", "binary", 1))
     model = ModelSpec("model.onnx", "0" * 64, "input", 2, {"value": "variable"})
-    from onyxserve.core.manifest import Manifest
+    from onyxserve.repository.manifest import Manifest
 
     norm = FeatureNormalizer.from_manifest(Manifest("m", "1", "regression", features, model))
     assert (norm.width, norm.n_features) == (2, 2)

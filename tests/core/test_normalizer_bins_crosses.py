@@ -9,12 +9,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from sklearn.preprocessing import KBinsDiscretizer
-
-from onyxserve.core import v2bytes
-from onyxserve.core.manifest import CategoricalSpec, CrossSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import FeatureNormalizer, FeatureValueError, RowBlock
 from onyxserve.core.reference import normalize_reference
+from onyxserve.protos import v2bytes
+from onyxserve.repository.manifest import CategoricalSpec, CrossSpec, FeatureSpec, NumericSpec
+from sklearn.preprocessing import KBinsDiscretizer
+
 from tests.core.normalizer_cases import binned_spec, binned_values, cross_block, cross_features
 
 SIZES = [1, 0, 3, 1, 17, 64]

@@ -6,11 +6,11 @@ import struct
 
 import numpy as np
 import pytest
-
-from onyxserve.core import v2bytes
-from onyxserve.core.manifest import CategoricalSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import FeatureNormalizer, FeatureValueError, RowBlock
 from onyxserve.core.reference import normalize_reference
+from onyxserve.protos import v2bytes
+from onyxserve.repository.manifest import CategoricalSpec, FeatureSpec, NumericSpec
+
 from tests.core.normalizer_cases import random_block, random_features
 
 STRICT = NumericSpec(offset=1.0)  # no imputer, NaN rejected

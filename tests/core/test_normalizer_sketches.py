@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from onyxserve.core import v2bytes
-from onyxserve.core.manifest import CategoricalSpec, FeatureSpec, NumericSpec
 from onyxserve.core.normalizer import FeatureNormalizer, FeatureValueError, RowBlock
+from onyxserve.protos import v2bytes
+from onyxserve.repository.manifest import CategoricalSpec, FeatureSpec, NumericSpec
 
 EDGES = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
 FEATURES = [

@@ -8,10 +8,10 @@ import struct
 import grpc
 import numpy as np
 import pytest
-
-from onyxserve.core import v2bytes
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
+from onyxserve.protos import v2bytes
+
 
 @pytest.fixture(scope="module")
 def stub(server):

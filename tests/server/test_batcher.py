@@ -8,12 +8,11 @@ import time
 
 import numpy as np
 import pytest
-
 from onyxserve.core.normalizer import RowBlock
+from onyxserve.repository.config import ModelConfig
 from onyxserve.server.batcher import BatchResult, DynamicBatcher
 from onyxserve.server.errors import DeadlineExpired, InvalidInput, QueueFull
 from onyxserve.server.metrics import ModelMetrics
-from onyxserve.server.model_config import ModelConfig
 
 
 class Recorder:

@@ -14,9 +14,9 @@ import pytest
 import tritonclient.grpc as triton
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
+
 from tests.model_factory import fraud_pipeline
 from tests.serving import ServerProcess
 
@@ -68,7 +68,7 @@ def test_tampered_and_broken_models_are_reported_while_others_serve(repo_copy):
 
 
 def test_poll_mode_picks_up_a_new_version(repo_copy):
-    from onyxserve.training.export import export_model
+    from onyxserve.training.export.writer import export_model
 
     with ServerProcess(repo_copy, args=["--poll-interval", "0.3"]) as server:
         client = triton.InferenceServerClient(server.grpc_target)

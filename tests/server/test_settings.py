@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
-
 from onyxserve.server.settings import load_settings
+from pydantic import ValidationError
 
 
 def test_file_env_and_flags_in_order(tmp_path, monkeypatch):

@@ -8,9 +8,9 @@ import urllib.request
 
 import grpc
 import pytest
-
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
+
 from tests.certs import make_pki
 from tests.serving import ServerProcess
 

@@ -6,13 +6,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from onyxserve.training.recipe.steps import CartesianJoiner, FrequentOneHotEncoder, OutlierClipper
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import KBinsDiscretizer, StandardScaler
-
-from onyxserve.training.recipe_steps import CartesianJoiner, FrequentOneHotEncoder, OutlierClipper
 
 MERCHANTS = ["cafe", "fuel", "travel", "grocer"]
 CHANNELS = ["web", "shop", "phone", "a|b"]  # a value holding the separator

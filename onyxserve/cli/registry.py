@@ -1,0 +1,305 @@
+"""``onyxserve registry``: the index of model versions, their stages and history.
+
+    onyxserve registry list [MODEL]                  models (or a model's versions)
+    onyxserve registry show MODEL [VERSION]          a version, or a model's stages and history
+    onyxserve registry compare MODEL V1 V2 [V...]    metrics side by side
+    onyxserve registry promote MODEL VERSION [--stage production] [--force]
+    onyxserve registry rollback MODEL                production back to the previous one
+    onyxserve registry approve MODEL VERSION [--reject] [--note TEXT]
+    onyxserve registry delete MODEL VERSION [--force]
+    onyxserve registry register MODEL VERSION        index an exported version
+    onyxserve registry sync                          index every version on disk
+
+A server running on the repository (``onyxserve serve``, poll mode) follows the stages within
+its poll interval: production answers requests without a version; shadow and staging are
+loaded for explicit-version requests; a promotion to a version that cannot load leaves the
+previous one serving. ``onyxserve serve --version-source config`` ignores stages.
+
+Every action takes ``--repository DIR`` (default $ONYXSERVE_REPOSITORY, else ./models) and
+``--db FILE`` (default DIR/registry.db); ``--actor`` names who did it (default the user).
+Exit codes: 0 done, 1 refused (the message says why), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "registry",
+        help="list, show, compare, promote, roll back, approve, delete model versions",
+        description="The SQLite index of the model repository: versions, approval, stages, history."
+        " A running `onyxserve serve` (poll mode) follows the stages within its poll interval:"
+        " production answers requests without a version, shadow and staging are loaded for"
+        " explicit-version requests; `serve --version-source config` ignores them.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--repository",
+        type=Path,
+        default=Path(os.environ.get("ONYXSERVE_REPOSITORY", "models")),
+        help="model repository folder (default $ONYXSERVE_REPOSITORY, else ./models)",
+    )
+    common.add_argument("--db", type=Path, help="registry database (default REPOSITORY/registry.db)")
+    common.add_argument("--actor", help="who is acting (default $ONYXSERVE_ACTOR, else the user name)")
+    common.add_argument("--json", action="store_true", help="print JSON")
+    sub = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+
+    def action(name: str, help_text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+
+    a = action("list", "list models, or the versions of MODEL")
+    a.add_argument("model", nargs="?")
+    a = action("show", "show a version, or a model's stages and recent history")
+    a.add_argument("model")
+    a.add_argument("version", nargs="?")
+    a.add_argument("--limit", type=int, default=20, help="history entries shown")
+    a = action("compare", "compare the metrics of versions of a model")
+    a.add_argument("model")
+    a.add_argument("versions", nargs="+")
+    a = action(
+        "promote",
+        "point a stage (production, shadow, staging, archived) at a version; a polling server"
+        " switches to it within its poll interval (a version that fails to load is not switched to)",
+    )
+    a.add_argument("model")
+    a.add_argument("version")
+    a.add_argument("--stage", default="production", choices=["production", "shadow", "staging", "archived"])
+    a.add_argument("--force", action="store_true", help="promote even if not approved")
+    a = action(
+        "clear-stage",
+        "point a stage at no version, e.g. end a shadow comparison; a polling server follows within its"
+        " poll interval (production needs --force: the model then serves by config.json's version_policy)",
+    )
+    a.add_argument("model")
+    a.add_argument("stage", choices=["production", "shadow", "staging", "archived"])
+    a.add_argument("--force", action="store_true", help="clear even production")
+    a = action(
+        "rollback",
+        "move production back to the version that held it before; a polling server follows within its poll interval",
+    )
+    a.add_argument("model")
+    a = action("approve", "approve (or --reject) a version")
+    a.add_argument("model")
+    a.add_argument("version")
+    a.add_argument("--reject", action="store_true")
+    a.add_argument("--note", default="", help="recorded in the history")
+    a = action(
+        "threshold",
+        "set a binary version's decision threshold (label = positive class iff its probability >= it);"
+        " a polling server answers with it within its poll interval, batch-predict uses it too",
+    )
+    a.add_argument("model")
+    a.add_argument("version")
+    g = a.add_mutually_exclusive_group(required=True)
+    g.add_argument("value", nargs="?", type=float, help="a probability between 0 and 1")
+    g.add_argument("--clear", action="store_true", help="back to the model's own label (0.5)")
+    a = action("delete", "delete a version's files and index entry")
+    a.add_argument("model")
+    a.add_argument("version")
+    a.add_argument("--force", action="store_true", help="delete even the production version")
+    a = action("register", "index an exported version")
+    a.add_argument("model")
+    a.add_argument("version")
+    action("sync", "index every version on disk; forget indexed versions whose files are gone")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from onyxserve.repository.registry import Registry, RegistryError
+
+    try:
+        reg = Registry(args.repository, args.db)
+        out = _ACTIONS[args.registry_command](reg, args)
+    except RegistryError as exc:
+        print(f"registry: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(out, indent=2, default=str))
+    return 0
+
+
+def _list(reg, args) -> Any:
+    if args.model:
+        records = [r.to_dict() for r in reg.list_versions(args.model)]
+        if not args.json:
+            _table(
+                ["version", "task", "approval", "stages", "created_at", "auc/f1_macro/rmse"],
+                [
+                    [
+                        r["version"],
+                        r["task"],
+                        r["approval"],
+                        ",".join(r["stages"]),
+                        r["created_at"],
+                        _headline(r["metrics"]),
+                    ]
+                    for r in records
+                ],
+            )
+        return records
+    models = reg.list_models()
+    if not args.json:
+        _table(
+            ["model", "versions", "latest", "stages"],
+            [
+                [
+                    m["name"],
+                    m["versions"],
+                    m["latest"] or "-",
+                    " ".join(f"{k}={v}" for k, v in m["stages"].items()),
+                ]
+                for m in models
+            ],
+        )
+    return models
+
+
+def _show(reg, args) -> Any:
+    if args.version:
+        rec = reg.get_version(args.model, args.version).to_dict()
+        if not args.json:
+            for key, value in rec.items():
+                if key != "metrics":
+                    print(f"{key:16} {value}")
+            for key, value in sorted(rec["metrics"].items()):
+                print(f"  {key:22} {value}")
+        return rec
+    out = {
+        "model": args.model,
+        "stages": reg.aliases(args.model),
+        "versions": [r.to_dict() for r in reg.list_versions(args.model)],
+        "history": [h.to_dict() for h in reg.history(args.model, args.limit)],
+    }
+    if not args.json:
+        print(
+            f"{args.model}: {len(out['versions'])} versions; stages: "
+            + (" ".join(f"{k}={v}" for k, v in sorted(out["stages"].items())) or "none")
+        )
+        _table(
+            ["at", "actor", "action", "version", "stage", "previous", "detail"],
+            [
+                [
+                    h["at"],
+                    h["actor"],
+                    h["action"],
+                    h["version"] or "",
+                    h["stage"] or "",
+                    h["previous"] or "",
+                    h["detail"],
+                ]
+                for h in out["history"]
+            ],
+        )
+    return out
+
+
+def _compare(reg, args) -> Any:
+    cmp = reg.compare(args.model, args.versions)
+    if not args.json:
+        rows = [[k, *(_fmt(v) for v in vals)] for k, vals in cmp["metrics"].items()]
+        rows += [
+            ["threshold", *(_fmt(v) for v in cmp["threshold"])],
+            ["approval", *cmp["approval"]],
+            ["stages", *(",".join(s) for s in cmp["stages"])],
+        ]
+        _table(["metric", *(f"v{v}" for v in cmp["versions"])], rows)
+    return cmp
+
+
+def _promote(reg, args) -> Any:
+    previous = reg.promote(args.model, args.version, args.stage, force=args.force, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}: {args.stage} = {args.version}" + (f" (was {previous})" if previous else ""))
+    return {"model": args.model, "stage": args.stage, "version": args.version, "previous": previous}
+
+
+def _rollback(reg, args) -> Any:
+    old, new = reg.rollback(args.model, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}: production {old} -> {new}")
+    return {"model": args.model, "from": old, "to": new}
+
+
+def _approve(reg, args) -> Any:
+    reg.approve(args.model, args.version, reject=args.reject, note=args.note, actor=args.actor)
+    status = "rejected" if args.reject else "approved"
+    if not args.json:
+        print(f"{args.model}/{args.version}: {status}")
+    return {"model": args.model, "version": args.version, "approval": status}
+
+
+def _clear_stage(reg, args) -> Any:
+    previous = reg.clear_stage(args.model, args.stage, force=args.force, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}: {args.stage} {previous} -> none" if previous else f"{args.model}: {args.stage} was not set")
+    return {"model": args.model, "stage": args.stage, "previous": previous}
+
+
+def _threshold(reg, args) -> Any:
+    value = None if args.clear else args.value
+    before = reg.set_threshold(args.model, args.version, value, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}/{args.version}: threshold {before} -> {value}")
+    return {"model": args.model, "version": args.version, "threshold": value, "previous": before}
+
+
+def _delete(reg, args) -> Any:
+    reg.delete(args.model, args.version, force=args.force, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}/{args.version}: deleted")
+    return {"model": args.model, "version": args.version, "deleted": True}
+
+
+def _register(reg, args) -> Any:
+    rec = reg.register_version(args.model, args.version, actor=args.actor).to_dict()
+    if not args.json:
+        print(f"{args.model}/{args.version}: registered ({rec['approval']})")
+    return rec
+
+
+def _sync(reg, args) -> Any:
+    report = reg.sync(actor=args.actor)
+    if not args.json:
+        print(f"added {len(report.added)}: " + " ".join(f"{m}/{v}" for m, v in report.added))
+        print(f"forgotten {len(report.forgotten)}: " + " ".join(f"{m}/{v}" for m, v in report.forgotten))
+    return {"added": report.added, "forgotten": report.forgotten}
+
+
+_ACTIONS = {
+    "list": _list,
+    "show": _show,
+    "compare": _compare,
+    "promote": _promote,
+    "clear-stage": _clear_stage,
+    "rollback": _rollback,
+    "approve": _approve,
+    "threshold": _threshold,
+    "delete": _delete,
+    "register": _register,
+    "sync": _sync,
+}
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    for key in ("auc", "f1_macro", "rmse"):
+        if key in metrics:
+            return f"{key}={_fmt(metrics[key])}"
+    return "-"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else ("-" if value is None else str(value))
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> None:
+    cells = [header, *[[str(c) for c in r] for r in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    for r in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())

@@ -1,0 +1,235 @@
+"""The V2 GRPCInferenceService: a thin translation between protobuf and the dataplane.
+
+Errors are mapped to gRPC status in one place, ``_map_errors``: an ``OnyxError`` becomes its
+own status with its message (logged without a traceback); anything else is INTERNAL with a
+generic message, its traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+import numpy as np
+from onyxserve.protos import grpc_service_pb2 as pb
+from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
+from onyxserve.protos import v2bytes
+from onyxserve.server.dataplane import DataPlane, InferResult
+from onyxserve.server.errors import OnyxError
+from onyxserve.server.models.served import PLATFORM, ServedModel
+from onyxserve.server.tensors import decode_grpc_inputs
+
+log = logging.getLogger(__name__)
+
+_V2_TO_CONFIG_TYPE = {"FP32": pb.TYPE_FP32, "FP64": pb.TYPE_FP64, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING}
+_INTERNAL = "internal error; see the server log"
+
+
+def _map_errors(method: Callable) -> Callable:
+    @functools.wraps(method)
+    async def wrapper(self, request, context: grpc.aio.ServicerContext):
+        try:
+            return await method(self, request, context)
+        except OnyxError as exc:
+            log.info("%s: %s %s", method.__name__, exc.status.name, exc.message)
+            await context.abort(exc.status, exc.message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed", method.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, _INTERNAL)
+
+    return wrapper
+
+
+def encode_outputs(result: InferResult, response: pb.ModelInferResponse) -> None:
+    """Append each output as tensor metadata + raw_output_contents."""
+    info = result.model.output_types
+    for name, array in result.outputs.items():
+        datatype = info[name]
+        if datatype == "BYTES":
+            raw = v2bytes.encode(str(v) for v in array.reshape(-1))
+        elif datatype == "INT64":
+            raw = np.ascontiguousarray(array, dtype="<i8").tobytes()
+        else:
+            raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
+        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        response.raw_output_contents.append(raw)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    @_map_errors
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=self.dataplane.live())
+
+    @_map_errors
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=self.dataplane.ready())
+
+    @_map_errors
+    async def ServerMetadata(self, request, context):
+        name, version, extensions = self.dataplane.server_metadata()
+        return pb.ServerMetadataResponse(name=name, version=version, extensions=extensions)
+
+    @_map_errors
+    async def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(ready=self.dataplane.model_ready(request.name, request.version))
+
+    @_map_errors
+    async def ModelMetadata(self, request, context):
+        model = self.dataplane.model(request.name, request.version)
+        response = pb.ModelMetadataResponse(
+            name=model.name, versions=self.dataplane.model_versions(model.name), platform=PLATFORM
+        )
+        for t in model.inputs:
+            response.inputs.add(name=t.name, datatype=t.datatype, shape=t.shape)
+        for t in model.outputs:
+            response.outputs.add(name=t.name, datatype=t.datatype, shape=t.shape)
+        return response
+
+    async def _infer(self, request: pb.ModelInferRequest, timeout_s: float | None) -> pb.ModelInferResponse:
+        tensors = decode_grpc_inputs(request)
+        requested = [o.name for o in request.outputs]
+        result = await self.dataplane.infer(
+            request.model_name, request.model_version, tensors, requested, timeout_s
+        )
+        response = pb.ModelInferResponse(
+            model_name=result.model.name, model_version=result.model.version, id=request.id
+        )
+        encode_outputs(result, response)
+        return response
+
+    @_map_errors
+    async def ModelInfer(self, request, context):
+        return await self._infer(request, context.time_remaining())
+
+    async def ModelStreamInfer(self, request_iterator, context) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Each request runs as it arrives; responses go out as they finish (carrying the
+        request id), and a failed request answers with ``error_message`` on the stream."""
+        done: asyncio.Queue = asyncio.Queue()
+        pending: set[asyncio.Task] = set()
+
+        async def one(request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+            try:
+                return pb.ModelStreamInferResponse(infer_response=await self._infer(request, None))
+            except OnyxError as exc:
+                return pb.ModelStreamInferResponse(
+                    error_message=f"{exc.status.name}: {exc.message}",
+                    infer_response=pb.ModelInferResponse(model_name=request.model_name, id=request.id),
+                )
+            except Exception:
+                log.exception("stream request failed")
+                return pb.ModelStreamInferResponse(error_message=f"INTERNAL: {_INTERNAL}")
+
+        def finished(task: asyncio.Task) -> None:
+            pending.discard(task)
+            if not task.cancelled():  # cancelled only when the stream itself is going away
+                done.put_nowait(task.result())
+
+        async def read() -> None:
+            async for request in request_iterator:
+                task = asyncio.create_task(one(request))
+                pending.add(task)
+                task.add_done_callback(finished)
+            await done.put(None)
+
+        reader = asyncio.create_task(read())
+        finished_reading = False
+        try:
+            while True:
+                item = await done.get()
+                if item is None:
+                    finished_reading = True
+                else:
+                    yield item
+                if finished_reading and not pending and done.empty():
+                    break
+        finally:
+            reader.cancel()
+            for task in pending:
+                task.cancel()
+
+    @_map_errors
+    async def ModelConfig(self, request, context):
+        model = self.dataplane.model(request.name, request.version)
+        config = model.config
+        msg = pb.ModelConfig(
+            name=model.name, platform=PLATFORM, backend="onyxserve", max_batch_size=config.max_batch_size
+        )
+        for t in model.inputs:
+            msg.input.add(name=t.name, data_type=_V2_TO_CONFIG_TYPE[t.datatype], dims=t.shape[1:] or (1,))
+        for t in model.outputs:
+            msg.output.add(name=t.name, data_type=_V2_TO_CONFIG_TYPE[t.datatype], dims=t.shape[1:] or (1,))
+        if config.max_batch_size > 0:
+            msg.dynamic_batching.max_queue_delay_microseconds = config.max_queue_delay_microseconds
+            msg.dynamic_batching.default_queue_policy.max_queue_size = config.max_queue_size
+            msg.dynamic_batching.default_queue_policy.default_timeout_microseconds = (
+                config.default_timeout_microseconds
+            )
+        msg.parameters["task"].string_value = model.manifest.task
+        msg.parameters["features"].string_value = ",".join(model.manifest.feature_names)
+        stages = self.dataplane.repository.stages_of(model.name, model.version)
+        if stages:  # the registry stages this version serves as, e.g. "production"
+            msg.parameters["stage"].string_value = ",".join(stages)
+        shadow = self.dataplane.shadow.target(model.name, model) if "production" in stages else None
+        if shadow is not None:  # requests production answers are mirrored to this version
+            msg.parameters["shadow_version"].string_value = shadow.version
+        if model.threshold is not None:  # binary: the label is positive iff P(positive) >= it
+            msg.parameters["threshold"].string_value = repr(model.threshold)
+        return pb.ModelConfigResponse(config=msg)
+
+    @_map_errors
+    async def ModelStatistics(self, request, context):
+        if request.name:
+            models = [self.dataplane.model(request.name, request.version)]
+        else:
+            models = self.dataplane.repository.ready_models()
+        response = pb.ModelStatisticsResponse()
+        for model in models:
+            response.model_stats.append(_statistics(model))
+        return response
+
+    @_map_errors
+    async def RepositoryIndex(self, request, context):
+        response = pb.RepositoryIndexResponse()
+        for s in self.dataplane.repository_index():
+            if request.ready and s.state != "READY":
+                continue
+            response.models.add(name=s.name, version=s.version, state=s.state, reason=s.reason)
+        return response
+
+    @_map_errors
+    async def RepositoryModelLoad(self, request, context):
+        await self.dataplane.repository.load(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    @_map_errors
+    async def RepositoryModelUnload(self, request, context):
+        await self.dataplane.repository.unload(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+
+def _statistics(model: ServedModel) -> pb.ModelStatistics:
+    s = model.batcher.stats
+    duration = pb.StatisticDuration
+    return pb.ModelStatistics(
+        name=model.name,
+        version=model.version,
+        last_inference=s.last_inference_ms,
+        inference_count=s.inference_count,
+        execution_count=s.execution_count,
+        inference_stats=pb.InferStatistics(
+            success=duration(count=s.success_count, ns=s.success_ns),
+            fail=duration(count=s.fail_count, ns=s.fail_ns),
+            queue=duration(count=s.queue_count, ns=s.queue_ns),
+            compute_input=duration(count=s.compute_count, ns=s.compute_input_ns),
+            compute_infer=duration(count=s.compute_count, ns=s.compute_infer_ns),
+            compute_output=duration(count=s.compute_count, ns=s.compute_output_ns),
+        ),
+    )

@@ -1,0 +1,169 @@
+"""HTTP side of the server (same process and loop as gRPC): V2 REST health, metadata and
+JSON inference, the repository extension, and Prometheus ``/metrics``."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+from aiohttp import web
+from onyxserve.server import metrics
+from onyxserve.server.dataplane import DataPlane
+from onyxserve.server.drift.report import build_report
+from onyxserve.server.errors import InvalidInput, OnyxError
+from onyxserve.server.models.served import PLATFORM
+from onyxserve.server.tensors import tensor_from_json
+
+log = logging.getLogger(__name__)
+DATAPLANE = web.AppKey("dataplane", DataPlane)
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except OnyxError as exc:
+        log.info("%s %s: %s", request.method, request.path, exc.message)
+        return _error(exc.http_status, exc.message)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal error; see the server log")
+
+
+def _dp(request: web.Request) -> DataPlane:
+    return request.app[DATAPLANE]
+
+
+def _version(request: web.Request) -> str:
+    return request.match_info.get("version", "")
+
+
+async def live(request: web.Request) -> web.Response:
+    return web.json_response({"live": True})
+
+
+async def ready(request: web.Request) -> web.Response:
+    ok = _dp(request).ready()
+    return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+
+async def server_metadata(request: web.Request) -> web.Response:
+    name, version, extensions = _dp(request).server_metadata()
+    return web.json_response({"name": name, "version": version, "extensions": list(extensions)})
+
+
+async def model_ready(request: web.Request) -> web.Response:
+    ok = _dp(request).model_ready(request.match_info["name"], _version(request))
+    return web.json_response({"ready": ok}, status=200 if ok else 503)
+
+
+async def model_metadata(request: web.Request) -> web.Response:
+    dp = _dp(request)
+    model = dp.model(request.match_info["name"], _version(request))
+    describe = lambda ts: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts]  # noqa: E731
+    return web.json_response({
+        "name": model.name,
+        "versions": dp.model_versions(model.name),
+        "platform": PLATFORM,
+        "inputs": describe(model.inputs),
+        "outputs": describe(model.outputs),
+    })
+
+
+def _json_value(array: np.ndarray, datatype: str) -> list:
+    if datatype == "BYTES":
+        return [str(v) for v in array.reshape(-1)]
+    return array.reshape(-1).tolist()
+
+
+async def infer(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("request body is not valid JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
+        raise InvalidInput("request body needs an 'inputs' list")
+    tensors = [tensor_from_json(entry) for entry in body["inputs"]]
+    requested = [o.get("name", "") for o in body.get("outputs", []) if isinstance(o, dict)]
+    result = await _dp(request).infer(request.match_info["name"], _version(request), tensors, requested)
+    types = result.model.output_types
+    outputs = [
+        {"name": name, "datatype": types[name], "shape": list(array.shape), "data": _json_value(array, types[name])}
+        for name, array in result.outputs.items()
+    ]
+    return web.json_response({
+        "model_name": result.model.name,
+        "model_version": result.model.version,
+        "id": body.get("id", ""),
+        "outputs": outputs,
+    })
+
+
+async def shadow_report(request: web.Request) -> web.Response:
+    """How the shadow version compares with production on mirrored traffic (server/shadow/mirror.py)."""
+    return web.json_response(_dp(request).shadow_report(request.match_info["name"]))
+
+
+async def repository_index(request: web.Request) -> web.Response:
+    index = _dp(request).repository_index()
+    return web.json_response([
+        {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason, "stages": list(s.stages)}
+        for s in index
+    ])
+
+
+async def repository_load(request: web.Request) -> web.Response:
+    await _dp(request).repository.load(request.match_info["name"])
+    return web.json_response({})
+
+
+async def repository_unload(request: web.Request) -> web.Response:
+    await _dp(request).repository.unload(request.match_info["name"])
+    return web.json_response({})
+
+
+async def drift_report(request: web.Request) -> web.Response:
+    """The version's drift report (see server/drift/report.py); ?psi_threshold= overrides the setting."""
+    model = _dp(request).model(request.match_info["name"], _version(request))
+    if model.drift is None:
+        return _error(404, "drift monitoring is off on this server (setting drift / ONYXSERVE_DRIFT)")
+    threshold = request.query.get("psi_threshold")
+    try:
+        value = float(threshold) if threshold is not None else None
+    except ValueError:
+        raise InvalidInput(f"psi_threshold must be a number, got {threshold!r}") from None
+    return web.json_response(build_report(model.drift, value))
+
+
+async def prometheus(request: web.Request) -> web.Response:
+    return web.Response(body=metrics.render(), content_type="text/plain", charset="utf-8")
+
+
+def build_app(dataplane: DataPlane, *, with_metrics: bool = True, max_body_bytes: int) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=max_body_bytes)
+    app[DATAPLANE] = dataplane
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    app.add_routes([
+        web.get("/v2/health/live", live),
+        web.get("/v2/health/ready", ready),
+        web.get("/v2", server_metadata),
+        *(web.get(base, model_metadata) for base in (model, versioned)),
+        *(web.get(f"{base}/ready", model_ready) for base in (model, versioned)),
+        *(web.post(f"{base}/infer", infer) for base in (model, versioned)),
+        *(web.get(f"{base}/drift", drift_report) for base in (model, versioned)),
+        web.get(f"{model}/shadow", shadow_report),
+        web.post("/v2/repository/index", repository_index),
+        web.post("/v2/repository/models/{name}/load", repository_load),
+        web.post("/v2/repository/models/{name}/unload", repository_unload),
+    ])
+    if with_metrics:
+        app.router.add_get("/metrics", prometheus)
+    return app
