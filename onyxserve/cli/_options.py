@@ -47,12 +47,13 @@ REQUIRED_REPOSITORY_HELP = "model repository folder"
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Every command's --help in one layout: a default is shown as ``(default: X)`` after the
     help, unless the help already explains it or there is nothing to say (no default, a switch,
-    a required flag); descriptions and epilogs are wrapped paragraph by paragraph, and indented
+    a required flag, a positional); descriptions and epilogs are wrapped paragraph by paragraph, and indented
     lines (examples) are kept as written."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        silent = action.default in (None, False, "", [], argparse.SUPPRESS)
+        # a switch (store_true/false) has nothing to show; neither has "not given"
+        silent = action.nargs == 0 or action.default in (None, "", [], argparse.SUPPRESS)
         if "(default" in text or silent or action.required or not action.option_strings:
             return text
         return f"{text} (default: %(default)s)"
