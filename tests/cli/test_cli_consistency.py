@@ -85,7 +85,9 @@ def test_one_flag_one_meaning():
 
 
 def test_repository_defaults_to_the_environment_else_models(monkeypatch, tmp_path):
-    parse = lambda *argv: build_parser().parse_args(list(argv))  # noqa: E731
+    def parse(*argv: str) -> argparse.Namespace:
+        return build_parser().parse_args(list(argv))  # the default is read when the parser is built
+
     monkeypatch.delenv(_options.REPOSITORY_ENV, raising=False)
     assert parse("registry", "list").repository.as_posix() == "models"
     assert parse("train", "ds.json", "--algorithm", "linear").repository.as_posix() == "models"
@@ -136,23 +138,23 @@ def test_registry_stages_come_from_the_schema():
     assert tuple(positional.choices) == STAGES
 
 
-def _spellings(old: str, new: str, *argv: str) -> tuple[list[str], list[str], str, str]:
-    """(argv with the old spelling, argv with the new one, old, new); OLD marks where it goes."""
-    flag = lambda name: name.split("=")[0].removesuffix(" PATH")  # noqa: E731
-    spell = lambda name: [a.replace("OLD", name.removesuffix(" PATH")) for a in argv]  # noqa: E731
-    return spell(old), spell(new), flag(old) if " " not in old else old, flag(new) if " " not in new else new
+def _spelled(argv: str, old: str, new: str) -> tuple[list[str], list[str], str, str]:
+    """(argv with the old flag where FLAG is, argv with the new one, old, new)."""
+    words = argv.split()
+    bare = lambda flag: flag.removesuffix(" PATH")  # noqa: E731 - "--json PATH" is spelled --json
+    return ([w.replace("FLAG", bare(old)) for w in words], [w.replace("FLAG", bare(new)) for w in words], old, new)
 
 
 DEPRECATED = [
-    _spellings("--db", "--registry-db", "registry", "list", "OLD", "x.db"),
-    _spellings("--db", "--registry-db", "registry", "promote", "m", "1", "OLD=x.db"),
-    _spellings("--timeout", "--time-budget", "tune", "ds.json", "--algorithm", "linear", "--space", "{}", "OLD", "5"),
-    _spellings("--workers", "--dask-workers", "batch-predict", "v", "in.csv", "--out", "o.csv", "OLD", "3"),
-    _spellings("--timeout", "--deadline", "loadtest", "h:1", "--model", "m", "OLD", "250ms"),
-    _spellings("--json PATH", "--json-out PATH", "loadtest", "h:1", "--model", "m", "OLD", "out.json"),
-    _spellings("--json PATH", "--json-out PATH", "loadtest", "OLD", "runs/a", "unix:///tmp/s.sock", "--model", "m"),
-    _spellings("--json PATH", "--json-out PATH", "drift-report", "OLD", "drift.json", "fraud"),
-    _spellings("--json PATH", "--json-out PATH", "drift-report", "fraud", "OLD=report.txt"),
+    _spelled("registry list FLAG x.db", "--db", "--registry-db"),
+    _spelled("registry promote m 1 FLAG=x.db", "--db", "--registry-db"),
+    _spelled("tune ds.json --algorithm linear --space {} FLAG 5", "--timeout", "--time-budget"),
+    _spelled("batch-predict v in.csv --out o.csv FLAG 3", "--workers", "--dask-workers"),
+    _spelled("loadtest h:1 --model m FLAG 250ms", "--timeout", "--deadline"),
+    _spelled("loadtest h:1 --model m FLAG out.json", "--json PATH", "--json-out PATH"),
+    _spelled("loadtest FLAG runs/a unix:///tmp/s.sock --model m", "--json PATH", "--json-out PATH"),
+    _spelled("drift-report FLAG drift.json fraud", "--json PATH", "--json-out PATH"),
+    _spelled("drift-report fraud FLAG=report.txt", "--json PATH", "--json-out PATH"),
 ]
 
 
