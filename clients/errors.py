@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import grpc
 
+from onyxserve.errors import OnyxserveError
 
-class OnyxClientError(Exception):
+
+class OnyxClientError(OnyxserveError):
     """Any failure of a client call: the server's answer, a transport failure, or bad input
     caught before sending. ``code`` is the gRPC status (``status`` its name, e.g. ``"NOT_FOUND"``)
     and ``message`` the server's (or the client's) explanation; ``str()`` is ``"STATUS: message"``.

@@ -17,11 +17,13 @@ from onyxserve.core.normalizer import FeatureNormalizer, RowBlock
 from onyxserve.repository.manifest import Manifest, ManifestError
 from onyxserve.repository.store import MANIFEST_FILE, sha256_bytes
 
+from onyxserve.errors import OnyxserveError
+
 # drift sketch edges by feature name, or a function of the loaded manifest returning them
 SketchEdges = Mapping[str, np.ndarray | None] | Callable[[Manifest], Mapping[str, np.ndarray | None]] | None
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(OnyxserveError):
     """A model version that cannot be served; the message names the file and the reason."""
 
 

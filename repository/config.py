@@ -9,9 +9,12 @@ from typing import Any
 
 from onyxserve.repository.store import CONFIG_FILE
 
+from onyxserve.errors import OnyxserveError
 
-class ConfigError(ValueError):
-    """A config.json that cannot be used; names the file and the key."""
+
+class ConfigError(OnyxserveError, ValueError):
+    """A config.json that cannot be used; names the file and the key. A ``ValueError`` too, as it
+    always was."""
 
 
 @dataclass(frozen=True)

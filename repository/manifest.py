@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from onyxserve.errors import OnyxserveError
+
 FORMAT = "onyxserve.manifest/1"
 TASKS = ("binary", "multiclass", "regression")
 FEATURE_TYPES = ("numeric", "binary", "categorical", "text")
@@ -36,8 +38,9 @@ FEATURE_TYPES = ("numeric", "binary", "categorical", "text")
 Task = Literal["binary", "multiclass", "regression"]
 
 
-class ManifestError(ValueError):
-    """A manifest that is missing a field or contradicts itself; names the field."""
+class ManifestError(OnyxserveError, ValueError):
+    """A manifest that is missing a field or contradicts itself; names the field. A ``ValueError``
+    too, as it always was."""
 
 
 @dataclass(frozen=True)

@@ -50,10 +50,12 @@ from onyxserve.repository.store import (  # noqa: F401 - DB_FILE: also importabl
     registry_path,
 )
 
+from onyxserve.errors import OnyxserveError
+
 TRASH_DIR = ".trash"
 
 
-class RegistryError(Exception):
+class RegistryError(OnyxserveError):
     """A refused registry operation; the message names the model, version or stage."""
 
 

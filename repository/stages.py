@@ -22,10 +22,12 @@ from urllib.parse import quote
 
 from onyxserve.repository.schema import SERVED_STAGES, earlier_production, production_moves
 
+from onyxserve.errors import OnyxserveError
+
 VERSION_SOURCES = ("registry", "config")
 
 
-class StageReadError(Exception):
+class StageReadError(OnyxserveError):
     """The registry database exists but cannot be read; names the file."""
 
 

@@ -25,7 +25,7 @@ DB_FILE = "registry.db"
 
 def registry_path(repository: str | Path, override: str | Path | None = None) -> Path:
     """The registry database of ``repository``: ``override`` when given (the server's
-    ``--registry-db``, the registry CLI's ``--db``), else ``<repository>/registry.db``. Every
+    and the registry CLI's ``--registry-db``), else ``<repository>/registry.db``. Every
     reader and writer asks this, so they all open the same file."""
     return Path(override) if override else Path(repository) / DB_FILE
 

@@ -46,7 +46,11 @@ class TrainingError(LifecycleError):
 
     ``where`` is the document (``recipe``, ``params``, ``space``, a file name); ``key`` the
     dotted key inside it (``features.amount[1].method``), so a caller can act without parsing.
+    Exit code 2 in the CLI: what it names is an input of ``train``/``tune`` as given on the
+    command line (``--algorithm``, ``--params``, ``--space``, ``--recipe``).
     """
+
+    exit_code = 2
 
     def __init__(self, message: str, *, where: str | None = None, key: str | None = None) -> None:
         parts = [p for p in (where, f"key {key!r}" if key is not None else None) if p]

@@ -69,7 +69,7 @@ for workers in $ONYX_WORKERS; do
         echo "== onyxserve workers=$workers / $m   (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
         onyxserve loadtest "127.0.0.1:$ONYX_GRPC_PORT" --model "$m" --data "$WORK/sample.csv" \
             --concurrency "$CONCURRENCY" --warmup "$WARMUP" --duration "$DURATION" \
-            --json "$RESULTS/onyxserve-workers$workers-$m.json" || echo "(run ended with status $?)"
+            --json-out "$RESULTS/onyxserve-workers$workers-$m.json" || echo "(run ended with status $?)"
     done
     stop_onyx
     trap - EXIT

@@ -19,6 +19,6 @@ kill -0 $ON && kill -0 $OFF
 for run in 1 2 3; do
   echo "== run $run (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
   $PY -m onyxserve loadtest 127.0.0.1:28471 --compare 127.0.0.1:28481 --model fraud_lr --data sample.csv \
-      --concurrency 16 --warmup 2s --duration 5s --json run$run.json
+      --concurrency 16 --warmup 2s --duration 5s --json-out run$run.json
 done
 curl -s http://127.0.0.1:28470/v2/models/fraud_lr/drift | python3 -c "import json,sys; r=json.load(sys.stdin); print('rows counted by A:', r['since_load']['rows'])"

@@ -48,7 +48,7 @@ for config in $CONFIGS; do
         $LOADTEST "127.0.0.1:$grpc_port" --model "$model" --data "$MODELS_DIR/sample.csv" \
             "${output_args[@]}" \
             --concurrency "$CONCURRENCY" --warmup "$WARMUP" --duration "$DURATION" \
-            --json "$RESULTS_DIR/mlserver-$config$TAG-$model.json" || echo "(run ended with status $?)"
+            --json-out "$RESULTS_DIR/mlserver-$config$TAG-$model.json" || echo "(run ended with status $?)"
     done
     "$here/run_mlserver.sh" stop "$dir"
     trap - EXIT

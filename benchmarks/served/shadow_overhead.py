@@ -102,7 +102,7 @@ def main() -> int:
             out = work / f"shadow-compare-{repeat}.json"
             run("loadtest", servers["A"][1], "--compare", servers["B"][1], "--model", "fraud_lr",
                 "--data", str(work / "sample.csv"), "--concurrency", args.concurrency, "--warmup", args.warmup,
-                "--duration", args.duration, "--json", str(out))
+                "--duration", args.duration, "--json-out", str(out))
             report = json.loads(out.read_text())
             for part in report["targets"]:
                 name = part["name"]

@@ -1,4 +1,4 @@
-"""Summarize the served-benchmark JSON files (written by ``onyxserve loadtest --json``) as
+"""Summarize the served-benchmark JSON files (written by ``onyxserve loadtest --json-out``) as
 Markdown tables, and, when onyxserve results are present, its ratios against the better MLServer
 configuration at each concurrency (throughput: higher is better; p99: lower is better).
 

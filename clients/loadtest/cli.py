@@ -1,13 +1,13 @@
 """``onyxserve loadtest TARGET --model NAME``: load any V2 gRPC server and report latency.
 
-Examples::
+Examples:
 
     # closed-loop sweep, rows generated from the model's ModelMetadata
     onyxserve loadtest 127.0.0.1:8001 --model fraud_lr --concurrency 1,4,16,64
 
     # open loop, Poisson arrivals at 2000 requests/s, rows replayed from a CSV
     onyxserve loadtest unix:///tmp/onyx.sock --model fraud_lr --rate 2000 --arrival poisson \\
-        --data sample.csv --json out.json
+        --data sample.csv --json-out out.json
 
     # MLServer's sklearn runtime: ask for label and probabilities
     onyxserve loadtest 127.0.0.1:18081 --model fraud_lr --data sample.csv \\
@@ -16,7 +16,10 @@ Examples::
     # two servers, alternately (A, B per level), windows repeated until throughput varies < 10%,
     # V14 shifted by 2.5 after 30 s; JSON and an HTML page with the plots
     onyxserve loadtest 127.0.0.1:8001 --compare 127.0.0.1:9001 --model fraud --data sample.csv \\
-        --stable 10% --drift V14:shift=2.5 --drift-from 30s --json out.json --html out.html
+        --stable 10% --drift V14:shift=2.5 --drift-from 30s --json-out out.json --html out.html
+
+--json-out is rewritten after every window, so a run stopped early keeps what it measured; --json
+prints the same report on stdout at the end (the progress lines then go to stderr).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
+
+from onyxserve.cli._options import add_command, add_html, add_json, deprecated_alias
+from onyxserve.errors import Interrupted, OnyxserveError, UsageError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m)?\s*$")
 
@@ -85,11 +91,11 @@ def _drift(text: str):
 
 def register(subparsers: Any) -> None:
     """Add the ``loadtest`` subcommand."""
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "loadtest",
-        help="load a V2 gRPC server (closed-loop sweep or open-loop rate) and report latency",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "load a V2 gRPC server (closed-loop sweep or open-loop rate) and report latency",
+        (__doc__ or "").partition("\n\n")[2] or None,  # the examples
     )
     p.add_argument("target", metavar="TARGET", help="host:port or unix:///path of a V2 gRPC server")
     p.add_argument("--model", required=True, help="model name")
@@ -101,7 +107,7 @@ def register(subparsers: Any) -> None:
         type=_int_list,
         default=None,
         metavar="N[,N...]",
-        help="closed loop: requests in flight, a sweep (default 1,4,16,64)",
+        help="closed loop: requests in flight, a sweep (default: 1,4,16,64)",
     )
     load.add_argument(
         "--rate",
@@ -114,18 +120,21 @@ def register(subparsers: Any) -> None:
         "--arrival",
         choices=("poisson", "constant"),
         default="poisson",
-        help="open loop: arrival process (default poisson)",
+        help="open loop: arrival process",
     )
-    load.add_argument("--warmup", type=parse_duration, default=2.0, help="warm-up per window (default 2s)")
-    load.add_argument("--duration", type=parse_duration, default=10.0, help="measured window (default 10s)")
-    load.add_argument("--timeout", type=parse_duration, default=5.0, help="per-request deadline (default 5s)")
-    load.add_argument("--processes", type=int, default=2, help="load processes (default 2)")
-    load.add_argument("--connections", type=int, default=2, help="gRPC channels per process (default 2)")
+    load.add_argument("--warmup", type=parse_duration, default=2.0, help="warm-up per window (default: 2s)")
+    load.add_argument("--duration", type=parse_duration, default=10.0, help="measured window (default: 10s)")
+    deadline = load.add_argument(
+        "--deadline", type=parse_duration, default=5.0, help="per-request deadline (default: 5s)"
+    )
+    deprecated_alias(p, "--timeout", deadline)  # --timeout means waiting for a server (the report commands)
+    load.add_argument("--processes", type=int, default=2, help="load processes")
+    load.add_argument("--connections", type=int, default=2, help="gRPC channels per process")
     load.add_argument(
         "--max-inflight",
         type=int,
         default=4096,
-        help="open loop: outstanding requests cap across processes (default 4096)",
+        help="open loop: outstanding requests cap across processes",
     )
 
     rows = p.add_argument_group("rows")
@@ -138,8 +147,8 @@ def register(subparsers: Any) -> None:
     rows.add_argument(
         "--categories", help="JSON file or inline JSON {feature: [categories]} for BYTES features"
     )
-    rows.add_argument("--rows", type=int, default=1024, help="generated rows (default 1024)")
-    rows.add_argument("--seed", type=int, default=0, help="random seed for rows and arrivals (default 0)")
+    rows.add_argument("--rows", type=int, default=1024, help="generated rows")
+    rows.add_argument("--seed", type=int, default=0, help="random seed for rows and arrivals")
 
     req = p.add_argument_group("request form")
     req.add_argument(
@@ -147,7 +156,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="one tensor per feature (BYTES for categorical) instead of one [N,F] tensor",
     )
-    req.add_argument("--rows-per-request", type=int, default=1, help="rows in each request (default 1)")
+    req.add_argument("--rows-per-request", type=int, default=1, help="rows in each request")
     req.add_argument(
         "--input-name", help="name of the [N,F] input (default: from ModelMetadata, else 'input')"
     )
@@ -170,7 +179,7 @@ def register(subparsers: Any) -> None:
         help="repeat windows at each level until throughput varies < PCT (e.g. 10%%) over the last 3",
     )
     load.add_argument(
-        "--max-windows", type=int, default=6, help="--stable: at most this many windows a level (default 6)"
+        "--max-windows", type=int, default=6, help="--stable: at most this many windows a level"
     )
 
     cmp = p.add_argument_group("comparison")
@@ -199,27 +208,24 @@ def register(subparsers: Any) -> None:
         help="send drifted rows only from this long after the run's start (default: from the start)",
     )
 
-    p.add_argument("--json", type=Path, help="write the results as JSON (rewritten after every window)")
-    p.add_argument("--html", type=Path, help="write the results as a self-contained HTML page with plots")
+    add_json(p, deprecated_path=True)  # --json PATH wrote the results to a file: now --json-out PATH
+    add_html(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the load test described by ``args``; exit 0, 1 if the run stopped early or a target
-    could not be used, 2 on bad use."""
+    """Run the load test described by ``args``: exit 0; an ``OnyxserveError`` (``onyxserve.cli.run``
+    maps it: 1 if the run stopped early or a target could not be used, 2 on bad use, 130 on
+    Ctrl-C) once what was measured is printed and written."""
     problem = _check_args(args)
     if problem:
-        print(f"loadtest: {problem}", file=sys.stderr)
-        return 2
+        raise UsageError(problem)
     if args.html:
         try:
             from . import report as html_report  # matplotlib: the 'reports' extra
         except ImportError as exc:
-            print(
-                f"loadtest: --html needs matplotlib (pip install 'onyxserve[reports]'): {exc}",
-                file=sys.stderr,
-            )
-            return 2
+            raise UsageError(f"--html needs matplotlib (pip install 'onyxserve[reports]'): {exc}") from exc
+    text = sys.stderr if args.json else sys.stdout  # with --json, stdout holds only the report
 
     names = ["A", "B"] if args.compare else [""]
     targets = [args.target] + ([args.compare] if args.compare else [])
@@ -230,21 +236,18 @@ def main(args: argparse.Namespace) -> int:
     plans = []
     for name, target, model, version in zip(names, targets, models, versions):
         plan = _prepare(args, target, model, version)
-        if isinstance(plan, int):
-            return plan
         plans.append(plan)
-        _describe(args, name, target, model, version, plan)
+        _describe(args, name, target, model, version, plan, text)
 
     report = _new_report(args, targets, models, versions, plans)
-    for path, kind in ((args.json, "--json"), (args.html, "--html")):
+    for path, kind in ((args.json_out, "--json-out"), (args.html, "--html")):
         if path:
             try:  # fail now, not after the first window
-                _write_json(path, report) if kind == "--json" else _write_text(
+                _write_json(path, report) if kind == "--json-out" else _write_text(
                     path, "<p>run in progress</p>\n"
                 )
             except OSError as exc:
-                print(f"loadtest: cannot write {kind} {path}: {exc}", file=sys.stderr)
-                return 2
+                raise UsageError(f"cannot write {kind} {path}: {exc}") from exc
     parts = _target_parts(report)
 
     def on_result(i: int, result) -> None:
@@ -257,12 +260,14 @@ def main(args: argparse.Namespace) -> int:
         print(
             f"{prefix}{level}: {result.throughput_rps:,.0f} req/s, p99 {result.latency_ms['p99']:.3f} ms, "
             f"{result.error_count} errors{windows}",
+            file=text,
             flush=True,
         )
         if result.client_start_late_ms > args.warmup * 1e3:
             print(
                 f"  warning: a load process started {result.client_start_late_ms:.0f} ms late, past the "
                 "warm-up: the client was short of CPU, this window under-states the load",
+                file=text,
                 flush=True,
             )
         parts[i]["results"].append(result.to_dict())
@@ -272,8 +277,8 @@ def main(args: argparse.Namespace) -> int:
             report["aborted"] = report["aborted"] or where + result.aborted
         if args.compare:
             report["ratios"] = _ratios(parts)
-        if args.json:
-            _write_json(args.json, report)
+        if args.json_out:
+            _write_json(args.json_out, report)
 
     from . import api
 
@@ -288,7 +293,7 @@ def main(args: argparse.Namespace) -> int:
             warmup_s=args.warmup,
             processes=args.processes,
             connections=args.connections,
-            timeout_s=args.timeout,
+            timeout_s=args.deadline,
             max_inflight=args.max_inflight,
             seed=args.seed,
             stable=args.stable,
@@ -297,25 +302,25 @@ def main(args: argparse.Namespace) -> int:
         )
     except RuntimeError as exc:  # a load process did not start
         report["aborted"] = str(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # keep what was measured; Interrupted below exits 130
         report["aborted"] = "interrupted"
         interrupted = True
 
-    _summary(args, names, targets, parts, report)
+    _summary(args, names, targets, parts, report, text)
     if args.json:
-        _write_json(args.json, report)
-        print(f"results written to {args.json}")
+        print(json.dumps(report, indent=2))
+    if args.json_out:
+        _write_json(args.json_out, report)
+        print(f"results written to {args.json_out}", file=text)
     if args.html:
         html_report.write_html(report, args.html)
-        print(f"HTML report written to {args.html}")
+        print(f"HTML report written to {args.html}", file=text)
     if report["aborted"]:
-        written = " and ".join(str(p) for p in (args.json, args.html) if p)
-        print(
-            f"loadtest: run stopped early: {report['aborted']}; the results measured so far are above"
-            + (f" and in {written}" if written else ""),
-            file=sys.stderr,
+        written = " and ".join(str(p) for p in (args.json_out, args.html) if p)
+        raise (Interrupted if interrupted else OnyxserveError)(
+            f"run stopped early: {report['aborted']}; the results measured so far are above"
+            + (f" and in {written}" if written else "")
         )
-        return 130 if interrupted else 1
     return 0
 
 
@@ -334,7 +339,7 @@ def _check_args(args: argparse.Namespace) -> str | None:
 
 
 def _prepare(args: argparse.Namespace, target: str, model: str, version: str):
-    """The request plan for one target, or an exit code after one line on stderr."""
+    """The request plan for one target; an OnyxserveError naming the target when it cannot be had."""
     import grpc
 
     from . import api
@@ -365,18 +370,16 @@ def _prepare(args: argparse.Namespace, target: str, model: str, version: str):
             hint = (
                 " (is the server up at that address, and speaking plaintext? the harness does not speak TLS)"
             )
-        print(
-            f"loadtest: cannot get ModelMetadata of '{model}' from {target}: "
-            f"{exc.code().name}: {exc.details()}{hint}",
-            file=sys.stderr,
-        )
-        return 1
-    except (OSError, ValueError) as exc:
-        print(f"loadtest: {exc}", file=sys.stderr)
-        return 2
+        raise OnyxserveError(
+            f"cannot get ModelMetadata of '{model}' from {target}: {exc.code().name}: {exc.details()}{hint}"
+        ) from None
+    except (OSError, ValueError) as exc:  # the rows or categories given cannot be used
+        raise UsageError(str(exc)) from exc
 
 
-def _describe(args: argparse.Namespace, name: str, target: str, model: str, version: str, plan) -> None:
+def _describe(
+    args: argparse.Namespace, name: str, target: str, model: str, version: str, plan, text: IO[str]
+) -> None:
     form = plan.form
     shape = (
         "per-feature tensors"
@@ -390,7 +393,8 @@ def _describe(args: argparse.Namespace, name: str, target: str, model: str, vers
     print(
         f"{name + ': ' if name else ''}target {target}  model {model}{':' + version if version else ''}  "
         f"rows from {plan.source} ({plan.workload.n_rows})  {shape}  {form.rows_per_request} row(s)/request  "
-        f"{len(plan.pool)} distinct requests  {args.processes} processes x {args.connections} channels{drift}"
+        f"{len(plan.pool)} distinct requests  {args.processes} processes x {args.connections} channels{drift}",
+        file=text,
     )
 
 
@@ -400,7 +404,7 @@ def _new_report(args, targets, models, versions, plans) -> dict[str, Any]:
     config = {
         "warmup_s": args.warmup,
         "duration_s": args.duration,
-        "timeout_s": args.timeout,
+        "timeout_s": args.deadline,
         "processes": args.processes,
         "connections": args.connections,
         "rows_per_request": form.rows_per_request,
@@ -468,20 +472,20 @@ def _ratios(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _summary(args, names, targets, parts, report) -> None:
+def _summary(args, names, targets, parts, report, text: IO[str]) -> None:
     from .stats import format_table_dicts
 
     for name, target, part in zip(names, targets, parts):
         results = part["results"]
-        print()
+        print(file=text)
         if name:
-            print(f"{name}: {target}")
-        print(format_table_dicts(results))
+            print(f"{name}: {target}", file=text)
+        print(format_table_dicts(results), file=text)
         if results and results[-1]["outputs"]:
-            print(f"outputs: {results[-1]['outputs']}")
+            print(f"outputs: {results[-1]['outputs']}", file=text)
         details = {k: v for r in results for k, v in r["error_details"].items()}
         for code, message in sorted(details.items()):
-            print(f"first {code} message: {message}")
+            print(f"first {code} message: {message}", file=text)
         cpu = [
             (r["client_cpu_us_per_request"], r["client_cpu_cores"])
             for r in results
@@ -490,14 +494,14 @@ def _summary(args, names, targets, parts, report) -> None:
         if cpu:
             per_request = ", ".join(f"{us:.0f}" for us, _ in cpu)
             cores = ", ".join(f"{c:.2f}" if c is not None else "-" for _, c in cpu)
-            print(f"harness CPU (all load processes, per window): {per_request} us/request; {cores} cores")
+            print(f"harness CPU (all load processes, per window): {per_request} us/request; {cores} cores", file=text)
     if args.compare and report["ratios"]:
-        print()
-        print("B/A ratios (throughput, p50, p99):")
+        print(file=text)
+        print("B/A ratios (throughput, p50, p99):", file=text)
         for r in report["ratios"]:
             cells = [r[k] for k in ("throughput_b_over_a", "p50_b_over_a", "p99_b_over_a")]
             shown = ", ".join("-" if v is None else f"{v:.2f}" for v in cells)
-            print(f"  {r['load']}: {shown}")
+            print(f"  {r['load']}: {shown}", file=text)
 
 
 def _write_json(path: Path, report: dict[str, Any]) -> None:
@@ -514,7 +518,8 @@ def _write_text(path: Path, text: str) -> None:
 
 def standalone(argv: list[str] | None = None) -> int:
     """Run ``loadtest`` without the rest of the ``onyxserve`` command (``python -m``)."""
-    parser = argparse.ArgumentParser(prog="onyxserve")
+    from onyxserve.cli import new_parser, run
+
+    parser = new_parser()
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["loadtest", *(sys.argv[1:] if argv is None else argv)])
-    return int(args.func(args) or 0)
+    return run(parser, ["loadtest", *(sys.argv[1:] if argv is None else argv)])

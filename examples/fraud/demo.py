@@ -135,7 +135,7 @@ def main() -> int:
     step("5. tune: optuna, 6 trials or 30 s, whichever comes first")
     (work / "space.json").write_text(json.dumps(SPACE, indent=2) + "\n")
     cli("tune", work / "train.datasource.json", "--algorithm linear --recipe", HERE / "recipe.json",
-        "--class-weight balanced --space", work / "space.json", "--trials 6 --timeout 30 --metric average_precision --history",
+        "--class-weight balanced --space", work / "space.json", "--trials 6 --time-budget 30 --metric average_precision --history",
         work / "trials.json")
     tuned = tune_model(ds, "linear", SPACE, strategy="optuna", trials=6, timeout_s=30, metric="average_precision",
                        class_weight="balanced", seed=0, history_path=work / "trials.json",

@@ -70,7 +70,7 @@ base = train_model(ds, algorithm="linear", params=LINEAR, recipe=recipe, class_w
 base.metrics"""),
     ("markdown", ("## 5. Tune: optuna, 6 trials or 30 s, whichever comes first\n\n"
                  "`onyxserve tune demo-notebook/train.datasource.json --algorithm linear --recipe examples/fraud/recipe.json "
-                 "--class-weight balanced --space demo-notebook/space.json --trials 6 --timeout 30 --metric average_precision "
+                 "--class-weight balanced --space demo-notebook/space.json --trials 6 --time-budget 30 --metric average_precision "
                  "--history demo-notebook/trials.json`")),
     ("code", """SPACE = {
     "alpha": {"type": "float", "low": 1e-4, "high": 1.5e-2, "log": True},

@@ -7,30 +7,36 @@
     onyxserve datasource split datasource.json --rearrangement '{"splitting": {...}}' --out rows.csv
 
 LOCATION is a path, an s3://bucket/key URI, or a SQLAlchemy URL (with --query).
-Exit codes: 0 done, 1 the data or schema was refused (the message says where), 2 usage.
+Exit codes (``onyxserve.cli.run``): 0 done, 1 the data or schema was refused (the message says
+where), 2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from onyxserve.cli._options import add_chunk_rows, add_command, add_json, add_s3_endpoint_url
+from onyxserve.errors import OnyxserveError, UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "datasource",
-        help="create, show or split a datasource (data + schema + statistics)",
-        description="Datasources: where the data is, its schema, statistics and checksum.",
+        "create, show or split a datasource (data + schema + statistics)",
+        "Datasources: where the data is, its schema, statistics and checksum.",
     )
     sub = p.add_subparsers(dest="datasource_command", required=True, metavar="ACTION")
 
-    c = sub.add_parser(
+    c = add_command(
+        sub,
         "create",
-        help="read data once and write its datasource record",
-        description="Read a CSV, JSON Lines, JSON array or Parquet file (local or s3://), or a SQL"
-        " query, in chunks; infer or apply the schema; record row count, statistics and checksum.",
+        "read data once and write its datasource record",
+        "Read a CSV, JSON Lines, JSON array or Parquet file (local or s3://), or a SQL query, in"
+        " chunks; infer or apply the schema; record row count, statistics and checksum."
+        " LOCATION is a path, an s3://bucket/key URI, or a SQLAlchemy URL (with --query).",
     )
     c.add_argument("location", help="a path, s3://bucket/key, or a SQLAlchemy URL (with --query)")
     c.add_argument("--query", help="the SQL query when LOCATION is a database URL")
@@ -53,19 +59,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--header", dest="header", action="store_true", default=None, help="the CSV's first line is a header"
     )
     header.add_argument("--no-header", dest="header", action="store_false", help="the CSV has no header line")
-    c.add_argument("--chunk-rows", type=int, default=65_536, help="rows read at a time (bounds memory)")
-    c.add_argument(
-        "--s3-endpoint-url", help="S3 endpoint (default: $ONYXSERVE_S3_ENDPOINT_URL, else boto3's)"
-    )
-    c.add_argument("--json", action="store_true", help="print the record as JSON instead of a summary")
+    add_chunk_rows(c)
+    add_s3_endpoint_url(c)
+    add_json(c)
     c.set_defaults(func=run_create)
 
-    s = sub.add_parser("show", help="print a datasource record's summary")
+    s = add_command(sub, "show", "print a datasource record's summary")
     s.add_argument("record", type=Path, help="a datasource.json written by 'datasource create'")
-    s.add_argument("--json", action="store_true", help="print the record as JSON")
+    add_json(s)
     s.set_defaults(func=run_show)
 
-    sp = sub.add_parser("split", help="write the rows a DataRearrangement selects to CSV or Parquet")
+    sp = add_command(sub, "split", "write the rows a DataRearrangement selects to CSV or Parquet")
     sp.add_argument("record", type=Path, help="a datasource.json")
     sp.add_argument(
         "--rearrangement",
@@ -74,38 +78,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         " or @file.json",
     )
     sp.add_argument("--out", required=True, type=Path, help="output file (.csv or .parquet)")
-    sp.add_argument("--s3-endpoint-url", help="S3 endpoint for an s3:// datasource")
+    add_s3_endpoint_url(sp)
     sp.set_defaults(func=run_split)
-
-
-def _fail(exc: Exception) -> int:
-    print(f"datasource: {exc}", file=sys.stderr)
-    return 1
 
 
 def run_create(args: argparse.Namespace) -> int:
     from onyxserve.training.datasource.record import create_datasource
-    from onyxserve.training.errors import DatasourceError
 
     if args.chunk_rows < 1:
-        print("datasource: --chunk-rows must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        ds = create_datasource(
-            args.location,
-            schema=args.schema,
-            target=args.target,
-            row_id=args.row_id,
-            exclude=[x.strip() for x in args.exclude.split(",") if x.strip()],
-            name=args.name,
-            query=args.query,
-            data_format=args.data_format,
-            header=args.header,
-            chunk_rows=args.chunk_rows,
-            s3_endpoint_url=args.s3_endpoint_url,
-        )
-    except DatasourceError as exc:
-        return _fail(exc)
+        raise UsageError("--chunk-rows must be at least 1")
+    ds = create_datasource(
+        args.location,
+        schema=args.schema,
+        target=args.target,
+        row_id=args.row_id,
+        exclude=[x.strip() for x in args.exclude.split(",") if x.strip()],
+        name=args.name,
+        query=args.query,
+        data_format=args.data_format,
+        header=args.header,
+        chunk_rows=args.chunk_rows,
+        s3_endpoint_url=args.s3_endpoint_url,
+    )
     out = ds.save(args.out or Path(f"{ds.name}.datasource.json"))
     print(json.dumps(ds.to_dict(), indent=2) if args.json else f"{ds.summary()}\n\nwrote {out}")
     return 0
@@ -113,12 +107,8 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_show(args: argparse.Namespace) -> int:
     from onyxserve.training.datasource.record import load_datasource
-    from onyxserve.training.errors import DatasourceError
 
-    try:
-        ds = load_datasource(args.record)
-    except DatasourceError as exc:
-        return _fail(exc)
+    ds = load_datasource(args.record)
     print(json.dumps(ds.to_dict(), indent=2) if args.json else ds.summary())
     return 0
 
@@ -128,7 +118,6 @@ def run_split(args: argparse.Namespace) -> int:
 
     from onyxserve.training.datasource.record import load_datasource
     from onyxserve.training.datasource.splits import parse_split, split_datasource
-    from onyxserve.training.errors import DatasourceError
 
     text = args.rearrangement
     try:
@@ -140,10 +129,8 @@ def run_split(args: argparse.Namespace) -> int:
         ds = load_datasource(args.record)
         frames = split_datasource(ds, split, s3_endpoint_url=args.s3_endpoint_url)
         rows = _write(frames, args.out, ds.schema, pd)
-    except OSError as exc:
-        return _fail(exc)
-    except DatasourceError as exc:
-        return _fail(exc)
+    except OSError as exc:  # the @file or the output: a refusal naming the file, not a bug
+        raise OnyxserveError(str(exc)) from exc
     print(f"wrote {rows:,} of {ds.row_count:,} rows to {args.out}")
     return 0
 

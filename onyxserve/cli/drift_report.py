@@ -1,6 +1,7 @@
 """``onyxserve drift-report``: fetch a served version's drift report and print or render it.
 
     onyxserve drift-report --url http://127.0.0.1:8000 MODEL [--version V] [--html drift.html]
+        [--json | --json-out drift.json] [--timeout 30]
 
 The server computes the report (GET /v2/models/MODEL[/versions/V]/drift, see server/drift/report.py);
 this command prints a summary and renders a self-contained HTML page: baseline vs live bars per
@@ -12,23 +13,24 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from onyxserve.cli._options import add_command, add_html, add_json, add_server_timeout, add_server_url
+from onyxserve.cli._server import get_json
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("drift-report", help="a served model's drift against its training baseline")
+    p = add_command(subparsers, "drift-report", "a served model's drift against its training baseline")
     p.add_argument("model", help="model name")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server's HTTP address")
+    add_server_url(p)
     p.add_argument("--version", default="", help="model version (default: the version serving by default)")
     p.add_argument("--psi-threshold", type=float, help="flag PSI above this (default: the server's setting)")
-    p.add_argument("--html", type=Path, help="write a self-contained HTML report here")
-    p.add_argument("--json", type=Path, help="write the server's JSON report here")
+    add_html(p)
+    add_json(p, deprecated_path=True)  # --json PATH wrote the report to a file: now --json-out PATH
     p.add_argument("--max-plots", type=int, default=40, help="plot at most this many features (most drifted)")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the server")
+    add_server_timeout(p, default=30.0)
     p.set_defaults(func=run)
 
 
@@ -38,30 +40,17 @@ def fetch(url: str, model: str, version: str = "", psi_threshold: float | None =
     if version:
         path += f"/versions/{urllib.parse.quote(version, safe='')}"
     query = f"?psi_threshold={psi_threshold}" if psi_threshold is not None else ""
-    with urllib.request.urlopen(url.rstrip("/") + path + "/drift" + query, timeout=timeout) as response:
-        return json.loads(response.read())
+    return get_json(url.rstrip("/") + path + "/drift" + query, timeout)
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        report = fetch(args.url, args.model, args.version, args.psi_threshold, args.timeout)
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace")
-        try:
-            detail = json.loads(detail).get("error", detail)
-        except (ValueError, AttributeError):
-            pass
-        print(f"onyxserve drift-report: {exc.code} from {args.url}: {detail}", file=sys.stderr)
-        return 1
-    except (urllib.error.URLError, OSError) as exc:
-        print(f"onyxserve drift-report: cannot reach {args.url}: {getattr(exc, 'reason', exc)}", file=sys.stderr)
-        return 1
-    print(summary_text(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    report = fetch(args.url, args.model, args.version, args.psi_threshold, args.timeout)
+    print(json.dumps(report, indent=2) if args.json else summary_text(report))
+    if args.json_out:
+        args.json_out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     if args.html:
         path = write_html(report, args.html, args.max_plots)
-        print(f"wrote {path}")
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)  # stdout holds only the JSON
     return 0
 
 

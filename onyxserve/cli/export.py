@@ -4,6 +4,8 @@
                      [--version V] [--target COLUMN] [--json]
 
 Unpickling happens here, on the training side; the server only ever reads ONNX and JSON.
+Exit codes (``onyxserve.cli.run``): 0 done, 1 the export was refused (the message names the step,
+feature or row), 2 usage (the pipeline or sample file cannot be read).
 """
 
 from __future__ import annotations
@@ -13,21 +15,25 @@ import json
 import sys
 from pathlib import Path
 
+from onyxserve.cli._options import add_command, add_json, add_repository
+from onyxserve.errors import UsageError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    p = add_command(
+        subparsers,
         "export",
-        help="export a fitted scikit-learn pipeline (.joblib) as an ONNX model version",
-        description="Fold the pipeline's preprocessing into a manifest, convert the estimator with skl2onnx,"
-        " check served scores against the pipeline on the sample rows, and write the version atomically.",
+        "export a fitted scikit-learn pipeline (.joblib) as an ONNX model version",
+        "Fold the pipeline's preprocessing into a manifest, convert the estimator with skl2onnx, check"
+        " served scores against the pipeline on the sample rows, and write the version atomically.",
     )
     p.add_argument("pipeline", type=Path, help="fitted estimator or Pipeline saved with joblib.dump")
     p.add_argument("--name", required=True, help="model name (the folder in the repository)")
-    p.add_argument("--repository", required=True, type=Path, help="model repository folder")
+    add_repository(p, required=True)
     p.add_argument("--sample", required=True, type=Path, help="CSV of raw feature rows (header = feature names)")
     p.add_argument("--version", help="version number to write (default: the next free one)")
     p.add_argument("--target", help="a column of the sample to ignore (the label), if present")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_json(p)
     p.set_defaults(func=run)
 
 
@@ -35,32 +41,26 @@ def run(args: argparse.Namespace) -> int:
     import joblib
     import pandas as pd
 
-    from onyxserve.training.export.writer import ExportError, export_model
+    from onyxserve.training.export.writer import export_model
 
     try:
         estimator = joblib.load(args.pipeline)
-    except Exception as exc:  # pickles fail in many ways
-        print(f"export: cannot load {args.pipeline}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+    except Exception as exc:  # pickles fail in many ways; each is a file the user named
+        raise UsageError(f"cannot load {args.pipeline}: {type(exc).__name__}: {exc}") from exc
     try:
         sample = pd.read_csv(args.sample)
     except Exception as exc:
-        print(f"export: cannot read {args.sample}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot read {args.sample}: {type(exc).__name__}: {exc}") from exc
     if args.target and args.target in sample.columns:
         sample = sample.drop(columns=[args.target])
-    try:
-        result = export_model(
-            estimator,
-            name=args.name,
-            repository=args.repository,
-            sample=sample,
-            version=args.version,
-            lineage={"source": {"pipeline_file": str(args.pipeline), "sample_file": str(args.sample)}},
-        )
-    except ExportError as exc:
-        print(f"export refused: {exc}", file=sys.stderr)
-        return 1
+    result = export_model(
+        estimator,
+        name=args.name,
+        repository=args.repository,
+        sample=sample,
+        version=args.version,
+        lineage={"source": {"pipeline_file": str(args.pipeline), "sample_file": str(args.sample)}},
+    )
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.json:

@@ -16,43 +16,41 @@ loaded for explicit-version requests; a promotion to a version that cannot load 
 previous one serving. ``onyxserve serve --version-source config`` ignores stages.
 
 Every action takes ``--repository DIR`` (default $ONYXSERVE_REPOSITORY, else ./models) and
-``--db FILE`` (default DIR/registry.db); ``--actor`` names who did it (default the user).
-Exit codes: 0 done, 1 refused (the message says why), 2 usage.
+``--registry-db FILE`` (default DIR/registry.db; ``--db`` is its deprecated spelling); ``--actor``
+names who did it (default the user). Exit codes (``onyxserve.cli.run``): 0 done, 1 refused (the
+message says why), 2 usage.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
+
+from onyxserve.cli._options import add_command, add_json, add_registry_db, add_repository, deprecated_alias
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
+    from onyxserve.repository.schema import STAGES
+
+    p = add_command(
+        subparsers,
         "registry",
-        help="list, show, compare, promote, roll back, approve, delete model versions",
-        description="The SQLite index of the model repository: versions, approval, stages, history."
-        " A running `onyxserve serve` (poll mode) follows the stages within its poll interval:"
-        " production answers requests without a version, shadow and staging are loaded for"
-        " explicit-version requests; `serve --version-source config` ignores them.",
+        "list, show, compare, promote, roll back, approve, delete model versions",
+        "The SQLite index of the model repository: versions, approval, stages, history. A running"
+        " `onyxserve serve` (poll mode) follows the stages within its poll interval: production"
+        " answers requests without a version, shadow and staging are loaded for explicit-version"
+        " requests; `serve --version-source config` ignores them.",
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--repository",
-        type=Path,
-        default=Path(os.environ.get("ONYXSERVE_REPOSITORY", "models")),
-        help="model repository folder (default $ONYXSERVE_REPOSITORY, else ./models)",
-    )
-    common.add_argument("--db", type=Path, help="registry database (default REPOSITORY/registry.db)")
-    common.add_argument("--actor", help="who is acting (default $ONYXSERVE_ACTOR, else the user name)")
-    common.add_argument("--json", action="store_true", help="print JSON")
+    add_repository(common)
+    deprecated_alias(common, "--db", add_registry_db(common))
+    common.add_argument("--actor", help="who is acting (default: $ONYXSERVE_ACTOR, else the user name)")
+    add_json(common)
     sub = p.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
 
-    def action(name: str, help_text: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+    def action(name: str, summary: str, details: str | None = None) -> argparse.ArgumentParser:
+        return add_command(sub, name, summary, details, parents=[common])
 
     a = action("list", "list models, or the versions of MODEL")
     a.add_argument("model", nargs="?")
@@ -65,35 +63,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("versions", nargs="+")
     a = action(
         "promote",
-        "point a stage (production, shadow, staging, archived) at a version; a polling server"
-        " switches to it within its poll interval (a version that fails to load is not switched to)",
+        f"point a stage ({', '.join(STAGES)}) at a version",
+        "A polling server switches to it within its poll interval (a version that fails to load is"
+        " not switched to).",
     )
     a.add_argument("model")
     a.add_argument("version")
-    a.add_argument("--stage", default="production", choices=["production", "shadow", "staging", "archived"])
+    a.add_argument("--stage", default="production", choices=STAGES, help="the stage")
     a.add_argument("--force", action="store_true", help="promote even if not approved")
     a = action(
         "clear-stage",
-        "point a stage at no version, e.g. end a shadow comparison; a polling server follows within its"
-        " poll interval (production needs --force: the model then serves by config.json's version_policy)",
+        "point a stage at no version, e.g. end a shadow comparison",
+        "A polling server follows within its poll interval (production needs --force: the model then"
+        " serves by config.json's version_policy).",
     )
     a.add_argument("model")
-    a.add_argument("stage", choices=["production", "shadow", "staging", "archived"])
+    a.add_argument("stage", choices=STAGES)
     a.add_argument("--force", action="store_true", help="clear even production")
     a = action(
         "rollback",
-        "move production back to the version that held it before; a polling server follows within its poll interval",
+        "move production back to the version that held it before",
+        "A polling server follows within its poll interval.",
     )
     a.add_argument("model")
     a = action("approve", "approve (or --reject) a version")
     a.add_argument("model")
     a.add_argument("version")
-    a.add_argument("--reject", action="store_true")
+    a.add_argument("--reject", action="store_true", help="reject instead")
     a.add_argument("--note", default="", help="recorded in the history")
     a = action(
         "threshold",
-        "set a binary version's decision threshold (label = positive class iff its probability >= it);"
-        " a polling server answers with it within its poll interval, batch-predict uses it too",
+        "set a binary version's decision threshold",
+        "Label = positive class iff its probability >= the threshold. A polling server answers with"
+        " it within its poll interval; batch-predict uses it too.",
     )
     a.add_argument("model")
     a.add_argument("version")
@@ -112,14 +114,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from onyxserve.repository.registry import Registry, RegistryError
+    from onyxserve.repository.registry import Registry
 
-    try:
-        reg = Registry(args.repository, args.db)
-        out = _ACTIONS[args.registry_command](reg, args)
-    except RegistryError as exc:
-        print(f"registry: {exc}", file=sys.stderr)
-        return 1
+    reg = Registry(args.repository, args.registry_db)  # None: registry_path(repository)
+    out = _ACTIONS[args.registry_command](reg, args)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
     return 0

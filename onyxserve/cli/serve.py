@@ -7,39 +7,51 @@ import asyncio
 import logging
 from pathlib import Path
 
+from onyxserve.cli._options import add_command, add_registry_db, add_repository
+from onyxserve.errors import OnyxserveError
+
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("serve", help="serve a model repository over V2 gRPC and HTTP")
-    p.add_argument("--repository", type=Path, help="model repository folder (default ./models)")
+    # No argparse defaults here: a flag left out must not mask the environment or the --config file
+    # (load_settings applies them in that order); the defaults written in the help are Settings'.
+    p = add_command(
+        subparsers,
+        "serve",
+        "serve a model repository over V2 gRPC and HTTP",
+        "Settings come from the --config file, then ONYXSERVE_* environment variables, then these flags.",
+    )
+    add_repository(p, resolved_by_settings=True)
     p.add_argument("--config", type=Path, help="settings file (.toml or .json)")
-    p.add_argument("--host", help="bind address (default 127.0.0.1)")
-    p.add_argument("--grpc-port", type=int, help="gRPC port (default 8001)")
-    p.add_argument("--http-port", type=int, help="HTTP port (default 8000, -1 disables)")
+    p.add_argument("--host", help="bind address (default: 127.0.0.1)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (default: 8001)")
+    p.add_argument("--http-port", type=int, help="HTTP port, -1 disables (default: 8000)")
     p.add_argument("--uds", type=Path, help="also serve gRPC on this unix socket")
-    p.add_argument("--workers", type=int, help="serving processes sharing the ports (default 1)")
-    p.add_argument("--model-control", choices=("poll", "explicit", "none"), help="repository control mode")
-    p.add_argument("--poll-interval", dest="poll_interval_s", type=float, help="seconds between scans")
+    p.add_argument("--workers", type=int, help="serving processes sharing the ports (default: 1)")
+    p.add_argument("--model-control", choices=("poll", "explicit", "none"), help="repository control mode (default: poll)")
+    p.add_argument("--poll-interval", dest="poll_interval_s", type=float, help="seconds between scans (default: 5)")
     p.add_argument("--version-source", choices=("registry", "config"),
-                   help="which versions serve: registry stages (default; production answers requests without"
-                        " a version, shadow/staging by explicit version) or config.json's version_policy")
-    p.add_argument("--registry-db", type=Path, help="registry database read for stages (default REPOSITORY/registry.db)")
+                   help="which versions serve: registry stages (production answers requests without a version,"
+                        " shadow/staging by explicit version) or config.json's version_policy (default: registry)")
+    add_registry_db(p)
     p.add_argument("--load-model", dest="load_models", action="append", help="explicit mode: load at start")
-    p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted")
-    p.add_argument("--intra-op-threads", type=int, help="ORT threads per model (0 = CPU quota / workers)")
+    p.add_argument("--max-message-bytes", type=int, help="largest gRPC message accepted (default: 16 MiB)")
+    p.add_argument("--intra-op-threads", type=int, help="ORT threads per model, 0 = CPU quota / workers (default: 0)")
     p.add_argument("--shadow-max-in-flight", type=int,
-                   help="mirrored requests a shadow version may have waiting; more are dropped (default 64)")
+                   help="mirrored requests a shadow version may have waiting; more are dropped (default: 64)")
     p.add_argument("--shadow-gather-ms", type=float,
-                   help="a shadow worker gathers mirrored requests this long per shadow batch (default 2)")
-    p.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float, help="drain time on SIGTERM")
-    p.add_argument("--shutdown-delay", dest="shutdown_delay_s", type=float, help="NOT_SERVING before draining")
+                   help="a shadow worker gathers mirrored requests this long per shadow batch (default: 2)")
+    p.add_argument("--shutdown-grace", dest="shutdown_grace_s", type=float,
+                   help="seconds of drain time on SIGTERM (default: 10)")
+    p.add_argument("--shutdown-delay", dest="shutdown_delay_s", type=float,
+                   help="seconds of NOT_SERVING before draining (default: 0)")
     p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve gRPC and HTTP over TLS")
     p.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
     p.add_argument("--tls-client-ca", type=Path, help="require client certificates from this CA (mTLS)")
-    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (default: INFO)")
     p.set_defaults(func=run)
 
 
@@ -51,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config")}
     try:
         settings = load_settings(args.config, **overrides)
-    except (ValidationError, OSError, ValueError) as exc:
-        raise SystemExit(f"onyxserve serve: invalid settings: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise OnyxserveError(f"invalid settings: {problems}") from None
+    except (OSError, ValueError) as exc:
+        raise OnyxserveError(f"invalid settings: {exc}") from None
     configure_logging(settings.log_level)
     if settings.workers > 1:
         from onyxserve.server.workers import run_workers

@@ -7,37 +7,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from onyxserve.cli._options import add_command, add_html, add_json, add_server_timeout, add_server_url
+from onyxserve.cli._server import get_json
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("shadow-report", help="compare a model's shadow version with production (live traffic)")
+    p = add_command(subparsers, "shadow-report", "compare a model's shadow version with production (live traffic)")
     p.add_argument("model", help="model name")
-    p.add_argument("--url", default="http://127.0.0.1:8000", help="the server's HTTP address (default %(default)s)")
-    p.add_argument("--html", type=Path, help="also write a self-contained HTML report here")
-    p.add_argument("--json", action="store_true", help="print the server's JSON as is")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the server")
+    add_server_url(p)
+    add_html(p)
+    add_json(p)
+    add_server_timeout(p, default=10.0)
     p.set_defaults(func=run)
 
 
 def fetch(url: str, model: str, timeout_s: float) -> dict[str, Any]:
-    """The report; SystemExit with the server's message when it cannot be had."""
-    address = f"{url.rstrip('/')}/v2/models/{urllib.parse.quote(model, safe='')}/shadow"
-    try:
-        with urllib.request.urlopen(address, timeout=timeout_s) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.load(exc).get("error", "")
-        except ValueError:
-            message = ""
-        raise SystemExit(f"onyxserve shadow-report: {address}: HTTP {exc.code} {message}".rstrip()) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise SystemExit(f"onyxserve shadow-report: cannot reach {address}: {exc}") from None
+    """The report; an OnyxserveError with the server's message when it cannot be had."""
+    return get_json(f"{url.rstrip('/')}/v2/models/{urllib.parse.quote(model, safe='')}/shadow", timeout_s)
 
 
 def _num(value: Any, digits: int = 4) -> str:

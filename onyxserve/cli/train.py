@@ -2,13 +2,14 @@
 
     onyxserve train DATASOURCE.json --algorithm linear [--params '{"alpha": 1e-4}'] [--recipe recipe.json]
                     [--split '{"splitting": {...}}'] [--seed 0] [--class-weight balanced]
-                    [--out model.joblib] [--export --name NAME --repository DIR] [--json]
+                    [--out model.joblib] [--export --name NAME [--repository DIR]] [--json]
     onyxserve tune DATASOURCE.json --algorithm gradient_boosting --space space.json [--strategy optuna]
-                   [--trials 20] [--timeout 60] [--metric roc_auc] [--history trials.json]
-                   [--out best.joblib] [--export --name NAME --repository DIR] [--json]
+                   [--trials 20] [--time-budget 60] [--metric roc_auc] [--history trials.json]
+                   [--out best.joblib] [--export --name NAME [--repository DIR]] [--json]
 
-``--params``, ``--split`` and ``--space`` take JSON text or ``@file.json``. Exit codes: 0 done,
-1 refused by export, 2 bad input (named key / file).
+``--params``, ``--split`` and ``--space`` take JSON text or ``@file.json``. Exit codes
+(``onyxserve.cli.run``): 0 done, 1 refused (by export, or the datasource), 2 bad input (a
+``TrainingError`` naming the key / file, or usage).
 """
 
 from __future__ import annotations
@@ -19,30 +20,38 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from onyxserve.cli._options import add_command, add_json, add_no_progress, add_repository, deprecated_alias
+from onyxserve.errors import UsageError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    t = subparsers.add_parser(
+    t = add_command(
+        subparsers,
         "train",
-        help="train a model on a datasource (recipe, split, algorithm, hyperparameters)",
-        description="Fit a recipe + estimator on the training side of a split, score the evaluation side,"
-        " and optionally save the pipeline (joblib) and export it as a servable model version.",
+        "train a model on a datasource (recipe, split, algorithm, hyperparameters)",
+        "Fit a recipe + estimator on the training side of a split, score the evaluation side, and"
+        " optionally save the pipeline (joblib) and export it as a servable model version.",
     )
     _common(t)
     t.add_argument("--params", default="{}", help="hyperparameters as JSON text or @file.json")
     t.set_defaults(func=run_train)
 
-    u = subparsers.add_parser(
+    u = add_command(
+        subparsers,
         "tune",
-        help="search hyperparameters over a declared space (random, optuna TPE, successive halving)",
-        description="Try configurations from a search space within a trial and a time budget, with early"
+        "search hyperparameters over a declared space (random, optuna TPE, successive halving)",
+        "Try configurations from a search space within a trial and a time budget, with early"
         " stopping; save the trial history; keep (and optionally export) the best pipeline.",
     )
     _common(u)
     u.add_argument("--space", required=True, help="search space as JSON text or @file / a .json path")
-    u.add_argument("--strategy", default="optuna", choices=["random", "optuna", "halving"])
-    u.add_argument("--trials", type=int, default=20, help="trial budget (default 20)")
-    u.add_argument("--timeout", type=float, default=None, help="time budget in seconds")
-    u.add_argument("--metric", help="metric to optimize (default per task: roc_auc, f1_macro, rmse)")
+    u.add_argument("--strategy", default="optuna", choices=["random", "optuna", "halving"], help="search strategy")
+    u.add_argument("--trials", type=int, default=20, help="trial budget")
+    budget = u.add_argument(
+        "--time-budget", type=float, default=None, metavar="SECONDS", help="time budget in seconds (default: none)"
+    )
+    deprecated_alias(u, "--timeout", budget)  # --timeout means waiting for a server everywhere else
+    u.add_argument("--metric", help="metric to optimize (default: per task: roc_auc, f1_macro, rmse)")
     u.add_argument("--params", default="{}", help="fixed hyperparameters, JSON text or @file.json")
     u.add_argument("--history", type=Path, help="write the trial history here (.json or .csv)")
     u.set_defaults(func=run_tune)
@@ -53,16 +62,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--algorithm", required=True, help="linear | random_forest | gradient_boosting | mlp")
     p.add_argument("--recipe", type=Path, help="recipe JSON file (default: per attribute type)")
     p.add_argument("--split", help="training DataRearrangement, JSON text or @file (evaluation = complement)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--class-weight", choices=["balanced"], default=None)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--class-weight", choices=["balanced"], default=None, help="class weights")
     p.add_argument("--out", type=Path, help="save the fitted pipeline with joblib")
     p.add_argument(
-        "--export", action="store_true", help="export the model as a version (needs --name, --repository)"
+        "--export", action="store_true", help="export the model as a version (needs --name; into --repository)"
     )
     p.add_argument("--name", help="model name for --export")
-    p.add_argument("--repository", type=Path, help="model repository for --export")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_repository(p)
+    add_no_progress(p)
+    add_json(p)
 
 
 def _json_arg(text: str | None, what: str) -> Any:
@@ -88,11 +97,10 @@ def _json_arg(text: str | None, what: str) -> Any:
 
 def _prepare(args: argparse.Namespace) -> dict[str, Any]:
     from onyxserve.training.datasource.record import load_datasource
-    from onyxserve.training.errors import TrainingError
     from onyxserve.training.recipe.spec import load_recipe
 
-    if args.export and not (args.name and args.repository):
-        raise TrainingError("--export needs --name and --repository", where="arguments", key="export")
+    if args.export and not args.name:
+        raise UsageError("--export needs --name")
     return {
         "datasource": load_datasource(args.datasource),
         "recipe": load_recipe(args.recipe) if args.recipe else None,
@@ -102,7 +110,7 @@ def _prepare(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _finish(args: argparse.Namespace, result: Any, out: dict[str, Any]) -> int:
-    from onyxserve.training.export.writer import ExportError
+    from onyxserve.training.errors import ExportError
     from onyxserve.training.fit.train import export_trained, save_pipeline
 
     for warning in result.warnings:
@@ -112,10 +120,9 @@ def _finish(args: argparse.Namespace, result: Any, out: dict[str, Any]) -> int:
     if args.export:
         try:
             exported = export_trained(result, name=args.name, repository=args.repository)
-        except ExportError as exc:
-            print(f"{args.command}: export refused: {exc}", file=sys.stderr)
-            _print(args, out)
-            return 1
+        except ExportError:
+            _print(args, out)  # the model was trained all the same: show what it scored
+            raise
         for warning in exported.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         out["exported"] = {"name": args.name, "version": exported.version, "path": str(exported.path)}
@@ -134,53 +141,42 @@ def _print(args: argparse.Namespace, out: dict[str, Any]) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from onyxserve.training.errors import DatasourceError, TrainingError
     from onyxserve.training.fit.train import train_model
 
-    try:
-        inputs = _prepare(args)
-        result = train_model(
-            inputs["datasource"],
-            algorithm=args.algorithm,
-            params=inputs["params"],
-            recipe=inputs["recipe"],
-            split=inputs["split"],
-            seed=args.seed,
-            class_weight=args.class_weight,
-            progress=False if args.no_progress else None,
-        )
-    except (TrainingError, DatasourceError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
+    inputs = _prepare(args)
+    result = train_model(
+        inputs["datasource"],
+        algorithm=args.algorithm,
+        params=inputs["params"],
+        recipe=inputs["recipe"],
+        split=inputs["split"],
+        seed=args.seed,
+        class_weight=args.class_weight,
+        progress=False if args.no_progress else None,
+    )
     return _finish(args, result, result.summary())
 
 
 def run_tune(args: argparse.Namespace) -> int:
-    from onyxserve.training.errors import DatasourceError, TrainingError
     from onyxserve.training.fit.tune import tune_model
 
-    try:
-        inputs = _prepare(args)
-        space = _json_arg(args.space, "--space")
-        tuned = tune_model(
-            inputs["datasource"],
-            args.algorithm,
-            space,
-            strategy=args.strategy,
-            trials=args.trials,
-            timeout_s=args.timeout,
-            metric=args.metric,
-            seed=args.seed,
-            params=inputs["params"],
-            recipe=inputs["recipe"],
-            split=inputs["split"],
-            class_weight=args.class_weight,
-            history_path=args.history,
-            progress=False if args.no_progress else None,
-        )
-    except (TrainingError, DatasourceError) as exc:
-        print(f"tune: {exc}", file=sys.stderr)
-        return 2
+    inputs = _prepare(args)
+    tuned = tune_model(
+        inputs["datasource"],
+        args.algorithm,
+        _json_arg(args.space, "--space"),
+        strategy=args.strategy,
+        trials=args.trials,
+        timeout_s=args.time_budget,
+        metric=args.metric,
+        seed=args.seed,
+        params=inputs["params"],
+        recipe=inputs["recipe"],
+        split=inputs["split"],
+        class_weight=args.class_weight,
+        history_path=args.history,
+        progress=False if args.no_progress else None,
+    )
     out = tuned.summary()
     if args.history:
         out["history_file"] = str(args.history)

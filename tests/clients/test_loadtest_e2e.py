@@ -240,7 +240,7 @@ def test_a_server_that_dies_mid_run_gives_one_line_and_the_results_so_far(tcp_se
             "1.2s",
             "--processes",
             "1",
-            "--json",
+            "--json-out",
             str(out),
         ]
     )

@@ -87,7 +87,7 @@ def test_stable_run_writes_json_and_a_self_contained_html_page(server, tmp_path,
     code = standalone([
         server.grpc_target, "--model", "fraud", "--concurrency", "2", *SHORT,
         "--stable", "50%", "--max-windows", "3", "--drift", "f14:shift=1", "--drift-from", "1s",
-        "--json", str(out), "--html", str(page),
+        "--json-out", str(out), "--html", str(page),
     ])
     captured = capsys.readouterr()
     assert code == 0, captured.err
@@ -112,7 +112,7 @@ def test_compare_two_real_servers_prints_ratios_and_writes_both(server, model_re
         out, page = tmp_path / "cmp.json", tmp_path / "cmp.html"
         code = standalone([
             server.grpc_target, "--compare", other.grpc_target, "--model", "fraud",
-            "--concurrency", "1,2", *SHORT, "--json", str(out), "--html", str(page),
+            "--concurrency", "1,2", *SHORT, "--json-out", str(out), "--html", str(page),
         ])
     finally:
         assert other.stop() == 0, other.log()
@@ -183,7 +183,7 @@ def test_a_real_server_going_away_keeps_json_and_html(own_server, tmp_path, caps
 
     threading.Thread(target=stop_in_second_window, daemon=True).start()
     code = standalone([own_server.grpc_target, "--model", "fraud", "--concurrency", "2,4", *SHORT,
-                       "--json", str(out), "--html", str(page)])
+                       "--json-out", str(out), "--html", str(page)])
     captured = capsys.readouterr()
     assert code == 1
     line = _one_line(captured.err)

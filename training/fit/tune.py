@@ -218,7 +218,8 @@ def tune_model(
         stopped = search.optuna(trials, timeout_s, pruning=strategy == "optuna")
     if search.best is None:
         raise TrainingError(
-            f"no trial completed within the budget ({len(search.history)} started); raise --timeout or --trials",
+            f"no trial completed within the budget ({len(search.history)} started);"
+            " raise the time budget (--time-budget) or --trials",
             where="tune",
             key="timeout" if stopped == "time budget" else "trials",
         )

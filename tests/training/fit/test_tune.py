@@ -156,7 +156,7 @@ def test_cli_tune(tmp_path, fraud_ds, capsys):
         "--trials",
         "3",
     ]
-    args += ["--timeout", "20", "--history", str(tmp_path / "t.json"), "--out", str(tmp_path / "best.joblib")]
+    args += ["--time-budget", "20", "--history", str(tmp_path / "t.json"), "--out", str(tmp_path / "best.joblib")]
     assert main([*args, "--no-progress", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["trials"] == 3 and out["metric"] == "roc_auc" and set(out["best_params"]) == set(LINEAR_SPACE)
