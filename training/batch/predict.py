@@ -183,6 +183,7 @@ class OutputWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self._writer: Any = None
+        self._schema: pa.Schema | None = None
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -191,8 +192,9 @@ class OutputWriter:
                 self._writer = pq.ParquetWriter(self.tmp, table.schema, **options)
             else:
                 self._writer = pacsv.CSVWriter(self.tmp, table.schema)
-        elif table.schema != self._writer.schema:
-            table = table.cast(self._writer.schema)  # e.g. a chunk whose row ids were all null
+            self._schema = table.schema  # kept here: pyarrow's CSVWriter has no .schema
+        elif table.schema != self._schema:
+            table = table.cast(self._schema)  # e.g. a chunk whose row ids were all null
         self._writer.write_table(table)
 
     def commit(self, empty_schema: pa.Schema) -> None:
