@@ -244,7 +244,8 @@ def test_bad_input_names_file_column_row(model_repo, files, tmp_path):
         batch_predict(vdir, X.drop(columns=["V3"]), tmp_path / "o.parquet", progress=False)
     bad = X.copy()
     bad.loc[2100, "V5"] = np.nan
-    with pytest.raises(BatchError, match="row 2100: feature 'V5'"):
+    # rows are 1-based in errors: the DataFrame's 2101st row
+    with pytest.raises(BatchError, match="row 2101, column 'V5': the value is missing"):
         batch_predict(vdir, bad, tmp_path / "o.parquet", chunk_rows=1000, progress=False)
     assert not list(tmp_path.glob("*o.parquet*"))  # no half-written output left behind
     text = X.astype({"V9": object})
