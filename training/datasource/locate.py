@@ -35,36 +35,55 @@ def bad_csv_cell(
     names: Sequence[str],
 ) -> tuple[int, str, Any, pa.DataType] | None:
     """(0-based data row, column, value, declared type) of the first cell from ``rows_before``
-    on that does not convert, or None."""
+    on that does not convert to the type ``convert`` declares for it, or None."""
     declared = dict(convert.column_types)
     position = {name: i for i, name in enumerate(names)}
     # file order (include_columns would impose its own), so a tie in a row goes to the left cell
     order = sorted((c for c in convert.include_columns if c in declared), key=lambda c: position.get(c, 0))
+    read = pacsv.ReadOptions(block_size=block_size, use_threads=True, skip_rows_after_names=rows_before)
+    as_bytes = pacsv.ConvertOptions(
+        include_columns=order,
+        column_types={c: pa.binary() for c in declared},
+        strings_can_be_null=convert.strings_can_be_null,
+    )
+    with reopen() as stream:
+        reader = pacsv.open_csv(stream, read_options=read, parse_options=parse_options, convert_options=as_bytes)
+        return _first_bad_cell(reader, {c: declared[c] for c in order}, rows_before)
+
+
+def bad_utf8_cell(
+    reopen: Callable[[], Any], delimiter: str, columns: Sequence[str], *, header: bool, block_size: int = 1 << 20
+) -> tuple[int, str, Any] | None:
+    """(0-based data row, column, raw bytes) of the first cell that is not UTF-8, or None;
+    ``columns`` are the file's, in order (a header's, or the names given to a headerless file)."""
+    read = pacsv.ReadOptions(
+        block_size=block_size, use_threads=True, column_names=list(columns), skip_rows=int(header)
+    )
+    as_bytes = pacsv.ConvertOptions(column_types={c: pa.binary() for c in columns})
     with reopen() as stream:
         reader = pacsv.open_csv(
-            stream,
-            read_options=pacsv.ReadOptions(
-                block_size=block_size, use_threads=True, skip_rows_after_names=rows_before
-            ),
-            parse_options=parse_options,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=order,
-                column_types={c: pa.binary() for c in declared},
-                strings_can_be_null=convert.strings_can_be_null,
-            ),
+            stream, read_options=read, parse_options=pacsv.ParseOptions(delimiter=delimiter), convert_options=as_bytes
         )
-        row = rows_before
-        for batch in reader:
-            hits = []
-            for name in order:
-                i = first_unconvertible(batch.column(name), declared[name])
-                if i is not None:
-                    hits.append((i, name))
-            if hits:
-                i, name = min(hits, key=lambda h: h[0])  # min keeps the leftmost of a tie
-                raw = batch.column(name)[i].as_py()
-                return row + i, name, _decoded(raw), declared[name]
-            row += batch.num_rows
+        found = _first_bad_cell(reader, {c: pa.string() for c in columns}, 0)
+    return None if found is None else found[:3]
+
+
+def _first_bad_cell(
+    reader: Any, declared: dict[str, pa.DataType], first: int
+) -> tuple[int, str, Any, pa.DataType] | None:
+    """Scan ``reader``'s batches (columns of bytes, in file order) for the first cell that does
+    not convert to its ``declared`` type; ``first`` is the data row the reader starts at."""
+    row = first
+    for batch in reader:
+        hits = []
+        for name, kind in declared.items():
+            i = first_unconvertible(batch.column(name), kind)
+            if i is not None:
+                hits.append((i, name))
+        if hits:
+            i, name = min(hits, key=lambda h: h[0])  # min keeps the leftmost of a tie
+            return row + i, name, _decoded(batch.column(name)[i].as_py()), declared[name]
+        row += batch.num_rows
     return None
 
 
