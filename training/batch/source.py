@@ -43,6 +43,9 @@ class Chunk:
     batch: pa.RecordBatch | pa.Table | None = None  # a Table when gathered from several blocks
     frame: pd.DataFrame | None = None
     where: str | None = None  # the file or URI errors name
+    # a datasource's recorded violations, (1-based row, column) -> reason: read back as missing,
+    # so an error about the missing value can say what the file holds there
+    violations: dict[tuple[int, str], str] | None = None
 
     @property
     def n_rows(self) -> int:
@@ -166,12 +169,13 @@ def _datasource_reader(ds: Any, columns: list[str], chunk_rows: int) -> Reader:
 
     _missing(list(ds.schema.attributes), columns, f"datasource {ds.name!r} ({ds.location.uri})")
     state = {"rows": 0}
+    listed = {(v["row"], v["column"]): v["reason"] for v in ds.violations.get("rows", [])}
 
     def gen() -> Iterator[Chunk]:
         for frame in read_frames(ds, chunk_rows=chunk_rows, columns=columns):
             start = int(frame.index[0]) if len(frame) else state["rows"]
             state["rows"] = start + len(frame)
-            yield Chunk(start, frame=frame, where=ds.location.uri)
+            yield Chunk(start, frame=frame, where=ds.location.uri, violations=listed)
 
     return Reader(gen(), ds.row_count, "rows", lambda: state["rows"])
 
@@ -519,7 +523,10 @@ def feature_value_error(exc: Any, chunk: Chunk) -> SourceError:
         value = value.item() if isinstance(value, np.generic) else value
     except (KeyError, IndexError, ValueError, TypeError):
         pass
-    if exc.reason.startswith("is NaN"):
+    violation = (chunk.violations or {}).get((row, exc.feature))
+    if exc.reason.startswith("is NaN") and violation is not None:
+        reason = f"{violation} (a schema violation, read as missing) and the model has no imputer to fill it"
+    elif exc.reason.startswith("is NaN"):
         reason = "the value is missing (empty or NaN) and the model has no imputer to fill it"
     elif exc.reason == "is infinite":
         reason = f"{value!r} is infinite"

@@ -230,3 +230,20 @@ def test_cli_batch_predict_and_evaluate_refuse_in_one_line(model_repo, price, tm
         onyxserve("evaluate", vdir, csv, "--target", "price", "--no-save"),
         str(csv), "row 8", "column 'price'", "the target value is missing",
     )
+
+
+def test_a_datasource_violation_read_as_missing_is_named_as_what_the_file_holds(model_repo, tmp_path):
+    from onyxserve.training.datasource.record import create_datasource
+
+    root, _ = model_repo
+    X, _ = fraud_frame(400, seed=2)
+    X = X.astype({"V5": object})
+    X.loc[41, "V5"] = "12,5mm"  # inferred NUMERIC all the same: a violation, read back as NaN
+    X.to_csv(tmp_path / "f.csv", index=False)
+    with pytest.warns(UserWarning):
+        ds = create_datasource(tmp_path / "f.csv")
+    ds.save(tmp_path / "f.datasource.json")
+    with pytest.raises(BatchError) as info:  # the fraud model has no imputer
+        batch_predict(root / "fraud" / "1", tmp_path / "f.datasource.json", tmp_path / "o.csv", progress=False)
+    assert (info.value.row, info.value.column) == (42, "V5")
+    assert "not a finite number: '12,5mm' (a schema violation, read as missing)" in str(info.value)
