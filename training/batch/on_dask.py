@@ -242,16 +242,22 @@ def run_on_dask(
     version_dir = str(Path(version_dir).resolve())
     manifest = load(version_dir, intra_op_threads=1).manifest  # fail here, not on every worker
     cut = decision_threshold(version_dir, manifest, threshold)  # the registry is read here only
-    path = _local_file(source)
-    fmt = file_format(path)
-    if fmt == "parquet":
-        parts = plan_parquet(path, partition_bytes)
-        available = pq.ParquetFile(path).schema_arrow.names
-    elif fmt == "csv":
-        parts = plan_csv(path, partition_bytes)
-        available = csv_header(path, ",")[0]
-    else:
-        raise BatchError(f"{path}: Dask batch prediction reads CSV or Parquet files, not {fmt}")
+    try:
+        path = _local_file(source)
+        fmt = file_format(path)
+        if fmt == "parquet":
+            parts = plan_parquet(path, partition_bytes)
+            available = pq.ParquetFile(path).schema_arrow.names
+        elif fmt == "csv":
+            parts = plan_csv(path, partition_bytes)
+            available = csv_header(path, ",")[0]
+        else:
+            raise BatchError(f"{path}: Dask batch prediction reads CSV or Parquet files, not {fmt}")
+    except DatasourceError as exc:  # a datasource record that cannot be read, a header not UTF-8
+        raise restated(BatchError, exc) from None
+    except (pa.ArrowException, OSError) as exc:
+        parquet = str(source).lower().endswith((".parquet", ".pq"))
+        raise BatchError(f"{source}: {'not a readable Parquet file' if parquet else 'cannot be read'} ({exc})") from None
     missing = missing_columns_error(available, input_columns(manifest, row_id)["columns"], str(path))
     if missing is not None:
         raise restated(BatchError, missing)

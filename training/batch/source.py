@@ -228,7 +228,14 @@ def csv_header(path: Path, delimiter: str) -> tuple[list[str], float]:
     with open(path, "rb") as f:
         head = f.read(1 << 16)
     lines = head.split(b"\n")
-    names = next(csv.reader([lines[0].decode("utf-8-sig").rstrip("\r")], delimiter=delimiter))
+    try:
+        header = lines[0].decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"the header line is not UTF-8 text: {lines[0][max(exc.start - 20, 0) : exc.end + 20]!r}",
+            where=str(path),
+        ) from None
+    names = next(csv.reader([header.rstrip("\r")], delimiter=delimiter))
     body = lines[1:-1] if len(lines) > 2 else lines[1:]
     per_row = (sum(len(x) + 1 for x in body) / len(body)) if body else float(len(head) or 1)
     return [n.strip() for n in names], per_row
@@ -324,11 +331,12 @@ def locate_csv_error(
     """The SourceError for pyarrow's ``exc`` on a typed CSV read, naming the row, column and value.
 
     ``reopen`` gives a fresh stream of the same bytes; ``rows_before`` data rows were read
-    without error, so the bad one is at or after them; ``first_row`` is the 1-based file row of
-    the stream's first data row (a Dask part's); ``names`` the header's, in file order. Only the rows from ``rows_before`` on are
-    converted again, the declared columns as raw bytes, each checked with the conversion the
-    read uses (whitespace-trimmed, as pyarrow's CSV converter trims numbers); the first bad
-    cell by row, then by file column, is named, whatever block or thread pyarrow hit first.
+    without error, so the bad one is at or after them; ``first_row`` is the 1-based file row
+    of the stream's first data row (a Dask part's); ``names`` are the header's, in file order.
+    Only the rows from ``rows_before`` on are converted again, the declared columns as raw
+    bytes, each checked with the conversion the read uses (whitespace-trimmed, as pyarrow's CSV
+    converter trims numbers); the first bad cell by row, then by file column, is named,
+    whatever block or thread pyarrow hit first. A malformed row is found by one more parse.
     """
     # imported here, on the error path only: a plain file's read imports no datasource module
     from onyxserve.training.datasource.locate import bad_csv_cell, bad_csv_row, not_a

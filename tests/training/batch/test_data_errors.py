@@ -247,3 +247,25 @@ def test_a_datasource_violation_read_as_missing_is_named_as_what_the_file_holds(
         batch_predict(root / "fraud" / "1", tmp_path / "f.datasource.json", tmp_path / "o.csv", progress=False)
     assert (info.value.row, info.value.column) == (42, "V5")
     assert "not a finite number: '12,5mm' (a schema violation, read as missing)" in str(info.value)
+
+
+def test_cli_refuses_unreadable_inputs_in_one_line_on_both_paths(model_repo, tmp_path):
+    # each is refused before a Dask cluster starts
+    root, _ = model_repo
+    vdir = root / "price" / "1"
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"ar\xe9a,rooms,age,city\n1,2,3,lima\n")
+    corrupt = tmp_path / "corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 and then nothing a Parquet reader wants")
+    record = tmp_path / "x.datasource.json"
+    record.write_text("{}")
+    cases = [
+        (latin, "the header line is not UTF-8 text: b'ar\\xe9a,rooms"),
+        (corrupt, "not a readable Parquet file"),
+        (record, "not a datasource record"),
+    ]
+    for path, message in cases:
+        for dask in ((), ("--dask",)):
+            done = onyxserve("batch-predict", vdir, path, "--out", tmp_path / "o.csv", "--no-progress", *dask)
+            assert_one_line_refusal(done, path.name, message)
+    assert_one_line_refusal(onyxserve("evaluate", vdir, latin, "--target", "price", "--no-save"), "latin.csv", "UTF-8")
