@@ -8,10 +8,6 @@ Rows count data rows from 1, the header line not counted, as a datasource's viol
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,30 +18,7 @@ from onyxserve.training.batch.predict import BatchError, batch_predict, batch_pr
 from onyxserve.training.evaluation.metrics import EvaluationError, evaluate_version
 
 from tests.model_factory import fraud_frame, price_frame
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def onyxserve(*args: str | Path) -> subprocess.CompletedProcess:
-    """The real command, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "onyxserve", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-
-
-def assert_one_line_refusal(done: subprocess.CompletedProcess, *parts: str) -> str:
-    assert done.returncode != 0, done.stdout
-    assert "Traceback" not in done.stderr, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    return lines[0]
+from tests.training.cli_run import assert_one_line_refusal, onyxserve
 
 
 @pytest.fixture

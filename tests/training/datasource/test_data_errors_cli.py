@@ -13,7 +13,7 @@ from onyxserve.training.datasource.record import create_datasource
 from onyxserve.training.errors import DatasourceError
 from onyxserve.training.fit.train import TrainingWarning, train_model
 
-from tests.training.batch.test_data_errors import assert_one_line_refusal, onyxserve
+from tests.training.cli_run import assert_one_line_refusal, onyxserve
 
 
 def lengths(n: int = 300, seed: int = 0) -> pd.DataFrame:
