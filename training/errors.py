@@ -7,6 +7,8 @@ too, as they always have, so existing ``except ValueError`` code keeps working.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from onyxserve.errors import OnyxserveError
 
 
@@ -14,11 +16,17 @@ class LifecycleError(OnyxserveError, ValueError):
     """The data, recipe, model or request cannot be used as given; the message says where and why."""
 
 
+E = TypeVar("E", bound=LifecycleError)
+
+
 class DatasourceError(LifecycleError):
     """The data or its schema cannot be used as it is; the message says where and why.
 
-    ``where`` is the file, URI or database the error is about; ``row`` (1-based data row),
-    ``column`` and ``key`` are set when known, so a caller can act on them without parsing text.
+    ``where`` is the file, URI or database the error is about; ``row`` the 1-based data row
+    (the header line not counted, blank lines skipped: the numbering of the datasource's
+    violations), ``column``, ``key`` and the offending ``value`` are set when known, so a
+    caller can act on them without parsing text. The message reads
+    ``WHERE, row N, column 'C': what is wrong with the value``.
     """
 
     def __init__(
@@ -29,6 +37,7 @@ class DatasourceError(LifecycleError):
         row: int | None = None,
         column: str | None = None,
         key: str | None = None,
+        value: Any = None,
     ) -> None:
         parts = [where] if where else []
         if row is not None:
@@ -38,7 +47,9 @@ class DatasourceError(LifecycleError):
         if key is not None:
             parts.append(f"key {key!r}")
         super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
-        self.where, self.row, self.column, self.key = where, row, column, key
+        # Exception pickling re-creates from the formatted message and restores these from
+        # __dict__, so they survive the trip back from a Dask worker
+        self.where, self.row, self.column, self.key, self.value = where, row, column, key, value
 
 
 class TrainingError(LifecycleError):
@@ -66,9 +77,28 @@ class EvaluationError(LifecycleError):
     """Inputs that cannot be evaluated (shapes, unknown labels, an unreachable target)."""
 
 
-class SourceError(LifecycleError):
-    """Input that cannot be scored; the message names the file, column and rows."""
+class SourceError(DatasourceError):
+    """Input of batch prediction or evaluation that cannot be scored; names the file, row,
+    column and value like every DatasourceError."""
 
 
 class BatchError(LifecycleError):
     """Batch prediction refused: the message names the file, column, row or model."""
+
+
+class DatasourceWarning(UserWarning):
+    """Data that was read, but maybe not as meant (e.g. a mostly numeric column with values that
+    are not numbers); the message names the column, the rows and the schema override to write."""
+
+
+_PARTS = ("where", "row", "column", "key", "value")
+
+
+def restated(cls: type[E], exc: BaseException) -> E:
+    """``exc`` as a ``cls`` (a command's own error type) with the same message and, when it
+    has them, the same file/row/column/key/value attributes."""
+    out = cls(str(exc))
+    for name in _PARTS:
+        if hasattr(exc, name):
+            setattr(out, name, getattr(exc, name))
+    return out

@@ -37,7 +37,15 @@ from onyxserve.training.batch.predict import (
     output_format,
     score_chunk,
 )
-from onyxserve.training.batch.source import Chunk, SourceError, csv_header, file_format
+from onyxserve.training.batch.source import (
+    Chunk,
+    csv_convert_options,
+    csv_header,
+    file_format,
+    locate_csv_error,
+    missing_columns_error,
+)
+from onyxserve.training.errors import DatasourceError, restated
 
 _SCORERS: dict[str, Any] = {}  # per worker process: version folder -> OnnxScorer
 
@@ -121,24 +129,44 @@ def _chunks(part: Part, columns: dict[str, Any], chunk_rows: int):
             for batch in pf.iter_batches(
                 batch_size=chunk_rows, row_groups=[group], columns=columns["columns"], use_threads=False
             ):
-                yield Chunk(start, batch=batch)
+                yield Chunk(start, batch=batch, where=part.path)
                 start += batch.num_rows
         return
-    _, per_row = csv_header(Path(part.path), ",")
+    names, per_row = csv_header(Path(part.path), ",")
     with open(part.path, "rb") as f:
         head = f.readline()
         f.seek(part.start_byte)
         body = f.read(part.end_byte - part.start_byte)
-    types = {c: pa.string() for c in columns["string_columns"]}
-    types.update({c: pa.float64() for c in columns["float_columns"]})
-    reader = pacsv.open_csv(
-        pa.BufferReader(head + body),
-        read_options=pacsv.ReadOptions(block_size=int(max(per_row * chunk_rows, 1 << 16)), use_threads=False),
-        convert_options=pacsv.ConvertOptions(include_columns=columns["columns"], column_types=types),
-    )
+    data = head + body
+    convert = csv_convert_options(columns["columns"], columns["string_columns"], columns["float_columns"])
+    read_options = pacsv.ReadOptions(block_size=int(max(per_row * chunk_rows, 1 << 16)), use_threads=False)
     start = part.first_row
-    for batch in reader:
-        yield Chunk(start, batch=batch)
+
+    def located(exc: pa.ArrowInvalid) -> DatasourceError:
+        return locate_csv_error(
+            exc,
+            lambda: pa.BufferReader(data),
+            where=part.path,
+            parse_options=pacsv.ParseOptions(),
+            convert_options=convert,
+            block_size=read_options.block_size,
+            rows_before=start - part.first_row,
+            names=names,
+            first_row=part.first_row + 1,
+        )
+
+    try:
+        reader = pacsv.open_csv(pa.BufferReader(data), read_options=read_options, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise located(exc) from None
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            return
+        except pa.ArrowInvalid as exc:
+            raise located(exc) from None
+        yield Chunk(start, batch=batch, where=part.path)
         start += batch.num_rows
 
 
@@ -151,9 +179,10 @@ def score_part(
     chunk_rows: int,
     compression: str = "auto",
     threshold: float | None = None,
-) -> int:
-    """On a worker: score one partition into ``out_dir/part-NNNNN.ext``; returns its rows.
-    ``threshold``: resolved once by the client (``decision_threshold``)."""
+) -> int | BatchError:
+    """On a worker: score one partition into ``out_dir/part-NNNNN.ext``; returns its rows, or
+    the BatchError that refused its data (file, row, column, value). ``threshold``: resolved
+    once by the client (``decision_threshold``)."""
     scorer = _scorer(version_dir)
     columns = input_columns(scorer.manifest, row_id)
     writer = OutputWriter(Path(out_dir) / f"part-{part.index:05d}.{ext}", compression)
@@ -164,6 +193,11 @@ def score_part(
             writer.write(score_chunk(scorer, chunk, row_id, scratch, threshold))
             rows += chunk.n_rows
         writer.commit(_empty_schema(scorer.manifest, row_id))
+    except (BatchError, DatasourceError) as exc:
+        # returned, not raised: a raised one is logged by the worker as "Compute Failed" with
+        # a traceback, while it is a refusal of the data that the client reports in one line
+        writer.abort()
+        return restated(BatchError, exc)
     except BaseException:
         writer.abort()
         raise
@@ -208,20 +242,25 @@ def run_on_dask(
     version_dir = str(Path(version_dir).resolve())
     manifest = load(version_dir, intra_op_threads=1).manifest  # fail here, not on every worker
     cut = decision_threshold(version_dir, manifest, threshold)  # the registry is read here only
-    path = _local_file(source)
-    fmt = file_format(path)
-    if fmt == "parquet":
-        parts = plan_parquet(path, partition_bytes)
-        missing = set(input_columns(manifest, row_id)["columns"]) - set(
-            pq.ParquetFile(path).schema_arrow.names
-        )
-    elif fmt == "csv":
-        parts = plan_csv(path, partition_bytes)
-        missing = set(input_columns(manifest, row_id)["columns"]) - set(csv_header(path, ",")[0])
-    else:
-        raise BatchError(f"{path}: Dask batch prediction reads CSV or Parquet files, not {fmt}")
-    if missing:
-        raise BatchError(f"{path}: missing column(s) {', '.join(repr(c) for c in sorted(missing))}")
+    try:
+        path = _local_file(source)
+        fmt = file_format(path)
+        if fmt == "parquet":
+            parts = plan_parquet(path, partition_bytes)
+            available = pq.ParquetFile(path).schema_arrow.names
+        elif fmt == "csv":
+            parts = plan_csv(path, partition_bytes)
+            available = csv_header(path, ",")[0]
+        else:
+            raise BatchError(f"{path}: Dask batch prediction reads CSV or Parquet files, not {fmt}")
+    except DatasourceError as exc:  # a datasource record that cannot be read, a header not UTF-8
+        raise restated(BatchError, exc) from None
+    except (pa.ArrowException, OSError) as exc:
+        parquet = str(source).lower().endswith((".parquet", ".pq"))
+        raise BatchError(f"{source}: {'not a readable Parquet file' if parquet else 'cannot be read'} ({exc})") from None
+    missing = missing_columns_error(available, input_columns(manifest, row_id)["columns"], str(path))
+    if missing is not None:
+        raise restated(BatchError, missing)
     out = Path(out_path)
     ext = "parquet" if output_format(out) == "parquet" else "csv"
     tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -269,11 +308,14 @@ def _wait(futures: list[Any], progress: bool, total: int) -> int:
     with tqdm(total=total, unit="part", disable=not progress, leave=False, desc="scoring partitions") as bar:
         for future in as_completed(futures):
             try:
-                rows += future.result()
-            except (BatchError, SourceError) as exc:
+                done = future.result()
+            except (BatchError, DatasourceError) as exc:  # raised outside score_part's guard
+                done = restated(BatchError, exc)
+            if isinstance(done, BatchError):  # pickled with its parts (row, column, value)
                 for f in futures:
                     f.cancel()
-                raise BatchError(str(exc)) from None
+                raise done from None
+            rows += done
             bar.update(1)
     return rows
 

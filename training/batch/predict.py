@@ -32,8 +32,16 @@ from onyxserve.core.normalizer import FeatureValueError
 from onyxserve.core.scorer import ModelLoadError, OnnxScorer, load_manifest, load_version
 from onyxserve.repository.manifest import Manifest
 from onyxserve.repository.store import registry_path, version_repository
-from onyxserve.training.batch.source import Chunk, Prefetch, Source, SourceError, open_source, to_block
-from onyxserve.training.errors import BatchError
+from onyxserve.training.batch.source import (
+    Chunk,
+    Prefetch,
+    Source,
+    SourceError,
+    feature_value_error,
+    open_source,
+    to_block,
+)
+from onyxserve.training.errors import BatchError, DatasourceError, restated
 
 DEFAULT_CHUNK_ROWS = 65_536
 
@@ -122,9 +130,9 @@ def score_chunk(
     try:
         scores = scorer.score([to_block(manifest, chunk)], out)
     except FeatureValueError as exc:
-        raise BatchError(f"row {chunk.start + exc.row}: feature '{exc.feature}' {exc.reason}") from None
+        raise restated(BatchError, feature_value_error(exc, chunk)) from None
     except SourceError as exc:
-        raise BatchError(str(exc)) from None
+        raise restated(BatchError, exc) from None
     names = output_names(manifest, row_id)
     if row_id:
         ids = (
@@ -183,6 +191,7 @@ class OutputWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
         self._writer: Any = None
+        self._schema: pa.Schema | None = None
 
     def write(self, table: pa.Table) -> None:
         if self._writer is None:
@@ -191,8 +200,9 @@ class OutputWriter:
                 self._writer = pq.ParquetWriter(self.tmp, table.schema, **options)
             else:
                 self._writer = pacsv.CSVWriter(self.tmp, table.schema)
-        elif table.schema != self._writer.schema:
-            table = table.cast(self._writer.schema)  # e.g. a chunk whose row ids were all null
+            self._schema = table.schema  # kept here: pyarrow's CSVWriter has no .schema
+        elif table.schema != self._schema:
+            table = table.cast(self._schema)  # e.g. a chunk whose row ids were all null
         self._writer.write_table(table)
 
     def commit(self, empty_schema: pa.Schema) -> None:
@@ -285,8 +295,8 @@ def batch_predict(
     writer = OutputWriter(out, compression)
     try:
         reader = open_source(source, chunk_rows=chunk_rows, **input_columns(manifest, row_id))
-    except SourceError as exc:
-        raise BatchError(str(exc)) from None
+    except DatasourceError as exc:  # SourceError, or a datasource record that cannot be read
+        raise restated(BatchError, exc) from None
     rows = 0
     bar: Any = _NoBar()
     # the reader thread starts on the first chunk now, while ORT builds the session (measured,
@@ -304,9 +314,9 @@ def batch_predict(
             bar.update(reader.position() - bar.n)
             bar.set_postfix_str(f"{rows:,} rows", refresh=False)
         writer.commit(_empty_schema(manifest, row_id))
-    except SourceError as exc:
+    except DatasourceError as exc:  # SourceError, or a datasource whose data changed
         writer.abort()
-        raise BatchError(str(exc)) from None
+        raise restated(BatchError, exc) from None
     except BaseException:
         writer.abort()
         raise

@@ -57,11 +57,15 @@ class Violations:
     by_column: dict[str, int] = field(default_factory=dict)
     _rows: list[tuple[int, int, str, str]] = field(default_factory=list)  # (row, col index, col, reason)
 
-    def add(self, rows: np.ndarray, col_index: int, column: str, reasons: list[str]) -> None:
-        if len(rows) == 0:
+    def add(
+        self, rows: np.ndarray, col_index: int, column: str, reasons: list[str], total: int | None = None
+    ) -> None:
+        """``total``: how many there are when ``rows`` lists only the first of them."""
+        total = len(rows) if total is None else total
+        if total == 0:
             return
-        self.count += len(rows)
-        self.by_column[column] = self.by_column.get(column, 0) + len(rows)
+        self.count += total
+        self.by_column[column] = self.by_column.get(column, 0) + total
         for row, reason in zip(rows[:VIOLATION_LIMIT].tolist(), reasons[:VIOLATION_LIMIT]):
             self._rows.append((row, col_index, column, reason))
         if len(self._rows) > 4 * VIOLATION_LIMIT:
@@ -109,6 +113,10 @@ class ColumnProfile:
         self.length_max = 0
         self.words_sum = 0
         self.invalid = 0
+        # inferred attributes: the first values that are not finite numbers, (1-based row,
+        # value), kept so that rule 4 (mostly numbers -> NUMERIC) can list them as violations
+        # and warn with their rows once the whole column is seen
+        self.odd: list[tuple[int, Any]] = []
 
     # -- one chunk ---------------------------------------------------------------------------
     def update(
@@ -144,6 +152,10 @@ class ColumnProfile:
         if is_object:
             texts = present if self.declared is AttributeType.TEXT else present[~finite]
             self._update_text(texts.astype(str))
+        if self.declared is None and len(self.odd) < VIOLATION_LIMIT and not finite.all():
+            bad = np.flatnonzero(~finite)[: VIOLATION_LIMIT - len(self.odd)]
+            rows = (present_idx[bad] + first_row).tolist()
+            self.odd.extend(zip(rows, present.iloc[bad].tolist()))
         self._check(present, present_idx, finite, first_row, violations)
 
     def _update_numbers(self, x: np.ndarray, priority: np.ndarray) -> None:
@@ -197,17 +209,14 @@ class ColumnProfile:
     ) -> None:
         if self.declared is AttributeType.NUMERIC:
             bad = np.flatnonzero(~finite)
-            reasons = [f"not a finite number: {canonical(v)!r}" for v in present.iloc[bad[:VIOLATION_LIMIT]]]
+            reasons = [_reason(self.declared, v) for v in present.iloc[bad[:VIOLATION_LIMIT]]]
         elif self.declared is AttributeType.BINARY:
             uniques = present.unique()
             wrong = [u for u in uniques if binary_token(u) is None]
             if not wrong:
                 return
             bad = np.flatnonzero(present.isin(wrong).to_numpy())
-            reasons = [
-                f"not a binary value (0/1, true/false, yes/no, y/n, t/f): {canonical(v)!r}"
-                for v in present.iloc[bad[:VIOLATION_LIMIT]]
-            ]
+            reasons = [_reason(self.declared, v) for v in present.iloc[bad[:VIOLATION_LIMIT]]]
         else:
             return
         self.invalid += len(bad)
@@ -238,7 +247,31 @@ class ColumnProfile:
             values=None if counts is None else list(counts.index),
             mean_length=self.length_sum / texts,
             mean_words=self.words_sum / texts,
+            numbers=None if self.number_counts is None else self.number_counts.index.tolist(),
         )
+
+    def invalid_as(self, kind: AttributeType) -> tuple[int, list[tuple[int, Any]]]:
+        """For an inferred NUMERIC or BINARY attribute: how many of its values are not valid
+        for ``kind`` (exact), and the first of them as (1-based row, value)."""
+        if kind is AttributeType.BINARY:
+            # the numbers are 0/1 (rule 4); of the other values, 'yes'/'true' read as binary
+            odd = [(r, v) for r, v in self.odd if binary_token(v) is None]
+            if self.text_counts is not None:  # every value that is not a finite number, counted
+                total = int(sum(c for v, c in self.text_counts.items() if binary_token(v) is None))
+            else:
+                total = self.count - self.numeric  # past the cap: an upper bound
+            return total, odd
+        return self.count - self.numeric, list(self.odd)
+
+    def record_invalid(self, kind: AttributeType, violations: Violations) -> tuple[int, list[tuple[int, Any]]]:
+        """Rule 4: list this inferred attribute's invalid values as violations (what a declared
+        NUMERIC/BINARY attribute's check would have listed); returns ``invalid_as(kind)``."""
+        total, odd = self.invalid_as(kind)
+        if total:
+            reasons = [_reason(kind, v) for _, v in odd]
+            violations.add(np.array([r for r, _ in odd], dtype=np.int64), self.index, self.name, reasons, total)
+            self.invalid = total
+        return total, odd
 
     def statistics(self, kind: AttributeType) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -285,6 +318,12 @@ class ColumnProfile:
             }
             out["meanWords"] = self.words_sum / t if t else None
         return out
+
+
+def _reason(kind: AttributeType, value: Any) -> str:
+    if kind is AttributeType.BINARY:
+        return f"not a binary value (0/1, true/false, yes/no, y/n, t/f): {canonical(value)!r}"
+    return f"not a finite number: {canonical(value)!r}"
 
 
 def _merge_counts(counts: pd.Series, more: pd.Series, cap: int) -> pd.Series | None:

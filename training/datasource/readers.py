@@ -114,11 +114,10 @@ def _is_number(text: str) -> bool:
 
 
 def _csv_head(path: Path, sep: str, where: str) -> tuple[list[str], list[list[str]]]:
-    try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            text = f.read(_SNIFF_BYTES)
-    except UnicodeDecodeError as exc:
-        raise DatasourceError(f"not UTF-8 text (byte {exc.start}): {exc.reason}", where=where) from None
+    # bytes that are not UTF-8 are replaced for the sniffing only: the read itself refuses
+    # them, naming their row and column
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        text = f.read(_SNIFF_BYTES)
     lines = text.splitlines()[:21]
     if len(text) == _SNIFF_BYTES and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut short by the sample
@@ -179,12 +178,56 @@ def _guard_csv(path: Path, options: dict[str, Any], where: str) -> Iterator[pd.D
         with pd.read_csv(path, **options) as reader:
             yield from reader
     except pd.errors.ParserError as exc:
-        message = str(exc).replace("Error tokenizing data. C error: ", "")
-        raise DatasourceError(f"malformed CSV: {message.strip()}", where=where) from None
+        raise _malformed(path, options, where, exc) from None
     except pd.errors.EmptyDataError:
         raise DatasourceError("the file is empty", where=where) from None
     except UnicodeDecodeError as exc:
-        raise DatasourceError(f"not UTF-8 text (byte {exc.start}): {exc.reason}", where=where) from None
+        raise _not_utf8(path, options, where, exc) from None
+
+
+def _malformed(path: Path, options: dict[str, Any], where: str, exc: Exception) -> DatasourceError:
+    """The error for a row pandas could not split, with its data row: pandas' "line N" counts
+    blank lines and not the lines in quoted fields, so the row is found again (with pyarrow,
+    only on this error)."""
+    import pyarrow as pa
+    from onyxserve.training.datasource.locate import bad_csv_row
+
+    try:
+        found = bad_csv_row(
+            lambda: pa.OSFile(str(path), "r"),
+            options["sep"],
+            header=options["header"] is not None,
+            too_many_only=True,  # pandas pads a short row with missing values
+        )
+    except (pa.ArrowException, OSError):
+        found = None
+    if found is not None:
+        row, text, expected, actual = found
+        return DatasourceError(
+            f"malformed CSV: expected {expected} fields, found {actual}: {text[:80]!r}",
+            where=where,
+            row=row + 1,
+        )
+    message = str(exc).replace("Error tokenizing data. C error: ", "")
+    return DatasourceError(f"malformed CSV: {message.strip()}", where=where)
+
+
+def _not_utf8(path: Path, options: dict[str, Any], where: str, exc: UnicodeDecodeError) -> DatasourceError:
+    """The error for bytes that are not UTF-8, with their row and column: pandas names a byte
+    offset into its read buffer, not into the file."""
+    import pyarrow as pa
+    from onyxserve.training.datasource.locate import bad_utf8_cell
+
+    try:
+        found = bad_utf8_cell(
+            lambda: pa.OSFile(str(path), "r"), options["sep"], options["names"], header=options["header"] is not None
+        )
+    except (pa.ArrowException, OSError):
+        found = None
+    if found is not None:
+        row, column, raw = found
+        return DatasourceError(f"not UTF-8 text: {raw!r}", where=where, row=row + 1, column=column, value=raw)
+    return DatasourceError(f"not UTF-8 text: {exc.reason}", where=where)
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -205,23 +248,30 @@ def _record(obj: Any, row: int, where: str) -> dict[str, Any]:
 
 def _jsonl_records(path: Path, where: str) -> Iterator[dict[str, Any]]:
     row = 0
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                row += 1
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DatasourceError(
-                        f"malformed JSON on line {line_no} column {exc.colno}: {exc.msg}",
-                        where=where,
-                        row=row,
-                    ) from None
-                yield _record(obj, row, where)
-    except UnicodeDecodeError as exc:
-        raise DatasourceError(f"not UTF-8 text (byte {exc.start}): {exc.reason}", where=where) from None
+    # bytes, decoded line by line: a text-mode file decodes ahead in blocks, and its error
+    # could not say which line holds the bad bytes
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise DatasourceError(
+                    f"not UTF-8 text on line {line_no}: {raw[max(exc.start - 20, 0) : exc.end + 20]!r}",
+                    where=where,
+                    row=row + 1,
+                ) from None
+            if not line.strip():
+                continue
+            row += 1
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DatasourceError(
+                    f"malformed JSON on line {line_no} column {exc.colno}: {exc.msg}",
+                    where=where,
+                    row=row,
+                ) from None
+            yield _record(obj, row, where)
 
 
 def _json_array_records(path: Path, where: str, block: int = 1 << 20) -> Iterator[dict[str, Any]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -26,13 +27,15 @@ from onyxserve.training.datasource.locations import Location, fetch, parse_locat
 from onyxserve.training.datasource.profile import ColumnProfile, Violations, canonical, row_priorities
 from onyxserve.training.datasource.readers import FORMATS, detect_format, iter_frames
 from onyxserve.training.datasource.schema import (
+    MOSTLY_NUMERIC,
+    WARN_NUMERIC,
     AttributeType,
     Schema,
     binary_token,
     load_schema,
     parse_schema,
 )
-from onyxserve.training.errors import DatasourceError
+from onyxserve.training.errors import DatasourceError, DatasourceWarning
 
 DEFAULT_CHUNK_ROWS = 65_536
 RECORD_KIND = "onyxserve.datasource"
@@ -55,6 +58,7 @@ class Datasource:
     checksum_of: str  # "bytes" or "canonical rows"
     violations: Mapping[str, Any]
     inferred: Mapping[str, str] = field(default_factory=dict)  # attribute -> inference rule used
+    warnings: tuple[str, ...] = ()  # what inference was unsure of (schema.py, rules 4 and 6)
     size_bytes: int | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""
@@ -94,6 +98,7 @@ class Datasource:
             "task": self.task,
             "schema": self.schema.to_dict(),
             "inferred": dict(self.inferred),
+            "warnings": list(self.warnings),
             "statistics": {k: dict(v) for k, v in self.statistics.items()},
             "violations": dict(self.violations),
             "details": dict(self.details),
@@ -117,6 +122,7 @@ class Datasource:
                 checksum_of=obj["checksum"]["of"],
                 violations=obj["violations"],
                 inferred=obj.get("inferred", {}),
+                warnings=tuple(obj.get("warnings", ())),  # records written before it: none
                 size_bytes=obj.get("sizeBytes"),
                 details=obj.get("details", {}),
                 created=obj.get("created", ""),
@@ -268,6 +274,12 @@ def create_datasource(
             types[column] = declared.attributes[column]
         else:
             types[column], inferred[column] = prof.inferred()
+    notes = []
+    for column in inferred:
+        note = _inference_note(profiles[column], types, violations, headerless=scan.info.get("header") is False)
+        if note is not None:
+            notes.append(note)
+            warnings.warn(note, DatasourceWarning, stacklevel=2)
     statistics = {c: p.statistics(types[c]) for c, p in profiles.items()}
     if declared.target is not None:
         _check_target(declared.target, types[declared.target], profiles[declared.target], scan.where)
@@ -284,10 +296,65 @@ def create_datasource(
         checksum_of=scan.checksum_of,
         violations=violations.to_dict(),
         inferred=inferred,
+        warnings=tuple(notes),
         size_bytes=scan.size,
         details=scan.details,
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+_SHOWN_VALUES = 5
+
+
+def _inference_note(
+    prof: ColumnProfile, types: dict[str, AttributeType], violations: Violations, *, headerless: bool
+) -> str | None:
+    """The warning for an inferred attribute whose values are partly numbers (schema.py's rules 4
+    and 6), naming the column, the count, the first values with their rows and the schema entry
+    that overrides the inference; for rule 4 the values are also listed as violations."""
+    kind = types[prof.name]
+    if prof.count == prof.numeric or prof.numeric == 0:
+        return None
+    if kind in (AttributeType.NUMERIC, AttributeType.BINARY):
+        total, odd = prof.record_invalid(kind, violations)
+        if total == 0:
+            return None
+        other = AttributeType.CATEGORICAL
+        head = (
+            f"column {prof.name!r}: inferred {kind.value}, but {total:,} of its {prof.count:,} values"
+            f" {'is' if total == 1 else 'are'} not"
+            f" {'0/1' if kind is AttributeType.BINARY else 'a number' if total == 1 else 'numbers'}"
+        )
+        they = "it is a schema violation" if total == 1 else "they are schema violations"
+        tail = (
+            f"; {they}, read as missing. Fix {'it' if total == 1 else 'them'}, or if the column is"
+            f" not {kind.value.lower()}, declare it in the schema file (--schema): "
+        )
+    elif prof.numeric > WARN_NUMERIC * prof.count:
+        total, odd = prof.count - prof.numeric, prof.odd
+        other = AttributeType.NUMERIC
+        head = (
+            f"column {prof.name!r}: inferred {kind.value}, though {prof.numeric:,} of its {prof.count:,}"
+            f" values ({prof.numeric / prof.count:.1%}) are numbers; {total:,} {'is' if total == 1 else 'are'} not"
+        )
+        they = "it" if total == 1 else "they"
+        tail = (
+            f" (under {MOSTLY_NUMERIC:.0%} numbers, so not counted as violations). If it is numeric,"
+            f" declare it in the schema file (--schema), and {they} become{'s a violation' if total == 1 else ' violations'}"
+            " read as missing: "
+        )
+    else:
+        return None
+    shown = ", ".join(f"row {row} {canonical(value)!r}" for row, value in odd[:_SHOWN_VALUES])
+    more = f" (the first {_SHOWN_VALUES})" if total > _SHOWN_VALUES and len(odd) >= _SHOWN_VALUES else ""
+    # a CSV without a header is matched to the schema's attributes by position: list them all
+    names = list(types) if headerless else [prof.name]
+    entry = {
+        "attributes": [
+            {"attributeName": n, "attributeType": (other if n == prof.name else types[n]).value} for n in names
+        ]
+    }
+    return f"{head}: {shown}{more}{tail}{json.dumps(entry)}"
 
 
 def _check_target(target: str, kind: AttributeType, prof: ColumnProfile, where: str) -> None:

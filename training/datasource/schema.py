@@ -16,9 +16,21 @@ Inference rules, applied in order to an attribute's non-missing values:
 2. values that are exactly the two of one of the pairs 0/1, true/false, yes/no, y/n, t/f
    (case-insensitive; 0.0/1.0 count as 0/1) -> BINARY;
 3. every value parses as a finite number -> NUMERIC;
-4. many distinct values (more than half of the values, or more than the profiler tracks) that
+4. at least 95% (``MOSTLY_NUMERIC``) of the values are finite numbers -> NUMERIC, or BINARY
+   when those numbers are exactly 0 and 1; the other values (``12,5mm``, ``n.a.``) are schema
+   violations, read back as missing, and a DatasourceWarning names the column, how many they
+   are and the first five with their rows;
+5. many distinct values (more than half of the values, or more than the profiler tracks) that
    are long (on average 20+ characters or 3+ words) -> TEXT;
-5. otherwise -> CATEGORICAL.
+6. otherwise -> CATEGORICAL; when most of the values (more than half) are numbers, a
+   DatasourceWarning says so and shows the schema entry that makes the attribute NUMERIC.
+
+Why 95%: one stray value (a unit typed into one cell, a decimal comma) used to turn a numeric
+column into a CATEGORICAL one with a category per number, silently. A column where more than 5%
+of the values are not numbers is more likely a code or an identifier that mixes both; it stays
+CATEGORICAL, with the warning. Amazon ML publishes no threshold (its console infers with
+"simple rules" and asks you to review the schema); its Data Insights count the "invalid values"
+of a numeric attribute, which is what these violations are. A schema file always wins.
 """
 
 from __future__ import annotations
@@ -44,6 +56,8 @@ class AttributeType(str, Enum):
 _BINARY_PAIRS = (("0", "1"), ("false", "true"), ("no", "yes"), ("n", "y"), ("f", "t"))
 BINARY_TOKENS = {tok: i for pair in _BINARY_PAIRS for i, tok in enumerate(pair)}
 
+MOSTLY_NUMERIC = 0.95  # share of numbers above which the others are violations (rule 4)
+WARN_NUMERIC = 0.5  # share of numbers above which a non-numeric inference warns (rule 6)
 TEXT_MIN_LENGTH = 20
 TEXT_MIN_WORDS = 3
 TEXT_MIN_DISTINCT_RATIO = 0.5
@@ -244,12 +258,14 @@ def infer_type(
     values: Iterable[Any] | None,
     mean_length: float,
     mean_words: float,
+    numbers: Iterable[float] | None = None,
 ) -> tuple[AttributeType, str]:
     """The inferred type of an attribute and the rule that chose it (see the module docstring).
 
     ``count`` non-missing values, ``numeric`` of which parse as finite numbers; ``distinct`` is
     None when there were more distinct values than the profiler tracks; ``values`` are the
-    distinct values when known; lengths and words are over the non-numeric values.
+    distinct values when known; ``numbers`` the distinct numbers when known (for rule 4's 0/1);
+    lengths and words are over the non-numeric values.
     """
     if count == 0:
         return AttributeType.CATEGORICAL, "no values"
@@ -257,6 +273,11 @@ def infer_type(
         return AttributeType.BINARY, "two values forming a binary pair"
     if numeric == count:
         return AttributeType.NUMERIC, "every value is a number"
+    if numeric >= MOSTLY_NUMERIC * count:
+        share = f"{numeric:,} of {count:,} values ({numeric / count:.1%}) are numbers"
+        if numbers is not None and set(numbers) == {0.0, 1.0}:
+            return AttributeType.BINARY, f"{share}, all 0 or 1; the others are violations"
+        return AttributeType.NUMERIC, f"{share}; the others are violations"
     many = distinct is None or distinct > TEXT_MIN_DISTINCT_RATIO * count
     if many and (mean_length >= TEXT_MIN_LENGTH or mean_words >= TEXT_MIN_WORDS):
         return AttributeType.TEXT, "many distinct long strings"

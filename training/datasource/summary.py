@@ -84,6 +84,10 @@ def summarize(ds: Datasource) -> str:
         )
     if ds.inferred:
         lines.append("  (* inferred from the data; a schema file can override it)")
+    if ds.warnings:
+        lines.append("")
+        lines.append(f"  {len(ds.warnings)} warning{'s' if len(ds.warnings) > 1 else ''}:")
+        lines.extend(f"    {note}" for note in ds.warnings)
     v = ds.violations
     if v.get("count"):
         lines.append("")

@@ -427,8 +427,10 @@ def evaluate_version(
     (stratified for classifiers); an ``estimator`` with ``feature_importances_`` or ``coef_``
     gives its own importances instead.
     """
-    from onyxserve.training.batch.predict import BatchError, input_columns, load, score_chunk  # noqa: F401
-    from onyxserve.training.batch.source import SourceError, open_source, prefetch, to_block
+    from onyxserve.core.normalizer import FeatureValueError
+    from onyxserve.training.batch.predict import BatchError, input_columns, load
+    from onyxserve.training.batch.source import feature_value_error, open_source, prefetch, to_block
+    from onyxserve.training.errors import DatasourceError, restated
     from onyxserve.training.evaluation.importance import Sampler, importances
 
     version_dir = Path(version_dir)
@@ -450,9 +452,16 @@ def evaluate_version(
         reader = open_source(data, chunk_rows=chunk_rows, **cols)
         for chunk in prefetch(reader.chunks()):
             y = chunk.column(target)
-            if _has_missing(y):
-                raise EvaluationError(f"target {target!r} is missing in rows starting at {chunk.start}")
-            scores = scorer.score([to_block(manifest, chunk)])
+            missing = _missing_at(y)
+            if missing is not None:
+                raise EvaluationError(
+                    f"{chunk.where + ', ' if chunk.where else ''}row {chunk.start + missing + 1},"
+                    f" column {target!r}: the target value is missing"
+                )
+            try:
+                scores = scorer.score([to_block(manifest, chunk)])
+            except FeatureValueError as exc:
+                raise restated(EvaluationError, feature_value_error(exc, chunk)) from None
             ys.append(y)
             if manifest.task == "regression":
                 outs.append(scores["value"])
@@ -461,14 +470,8 @@ def evaluate_version(
                 labels_out.append(scores["label"])
             if importance_rows > 0:
                 sampler.add(chunk, y)
-    except SourceError as exc:
-        raise EvaluationError(str(exc)) from None
-    except Exception as exc:
-        from onyxserve.core.normalizer import FeatureValueError
-
-        if isinstance(exc, FeatureValueError):
-            raise EvaluationError(f"row {exc.row} of a chunk: feature '{exc.feature}' {exc.reason}") from None
-        raise
+    except DatasourceError as exc:  # SourceError (file, row, column, value), or a datasource's
+        raise restated(EvaluationError, exc) from None
     if not ys:
         raise EvaluationError("no rows to evaluate")
     y_all = np.concatenate(ys)
@@ -494,12 +497,14 @@ def evaluate_version(
     return outcome
 
 
-def _has_missing(y: np.ndarray) -> bool:
+def _missing_at(y: np.ndarray) -> int | None:
+    """Index of the first missing value of ``y``, or None."""
     if y.dtype.kind == "f":
-        return bool(np.isnan(y).any())
+        nan = np.flatnonzero(np.isnan(y))
+        return int(nan[0]) if len(nan) else None
     if y.dtype.kind == "O":
-        return any(v is None or (isinstance(v, float) and math.isnan(v)) for v in y)
-    return False
+        return next((i for i, v in enumerate(y) if v is None or (isinstance(v, float) and math.isnan(v))), None)
+    return None
 
 
 def native_importance(estimator: Any) -> dict[str, Any] | None:

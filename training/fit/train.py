@@ -66,6 +66,7 @@ class Prepared:
     Xt_train: np.ndarray
     Xt_eval: np.ndarray
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # about the data: values read as missing
 
     @property
     def train_index(self) -> np.ndarray:
@@ -189,6 +190,9 @@ def prepare(
     )
     target = datasource.target
     frame = pd.concat(list(read_frames(datasource, columns=[*plan.inputs, target])))
+    notes = violation_notes(datasource, [*plan.inputs, target])
+    for note in notes:
+        warnings.warn(note, TrainingWarning, stacklevel=2)
     features = _missing_as_nan(frame[plan.inputs])
     labels = frame[target]
     inside = select(split, len(frame), labels)
@@ -226,7 +230,32 @@ def prepare(
         np.ascontiguousarray(Xt_train, dtype=np.float64),
         np.ascontiguousarray(Xt_eval, dtype=np.float64),
         {"load": loaded - t0, "recipe": done - loaded},
+        notes,
     )
+
+
+def violation_notes(datasource: Datasource, columns: list[str]) -> list[str]:
+    """One note per used column holding schema violations: the datasource recorded them when
+    it was created, and reading it back turns them into missing values, which would otherwise
+    go unseen (imputed for a feature, the row left out for the target)."""
+    notes = []
+    for column in columns:
+        n = datasource.statistics.get(column, {}).get("invalid", 0)  # missing targets not counted
+        if not n:
+            continue
+        listed = (
+            r for r in datasource.violations.get("rows", [])
+            if r["column"] == column and r["reason"] != "missing target value"
+        )
+        first = next(listed, None)
+        where = f" (first: row {first['row']}, {first['reason']})" if first else ""
+        what = "those rows are left out" if column == datasource.target else "trained on as missing"
+        notes.append(
+            f"{datasource.location.uri}, column {column!r}: {n:,} value{'s' if n > 1 else ''} of"
+            f" datasource {datasource.name!r} {'are schema violations' if n > 1 else 'is a schema violation'}"
+            f"{where}; {what}"
+        )
+    return notes
 
 
 def _missing_as_nan(frame: pd.DataFrame) -> pd.DataFrame:
@@ -465,7 +494,9 @@ def train_prepared(
     pipeline = Pipeline([("recipe", prepared.transformer), ("model", estimator)])
     seconds = {**prepared.seconds, "fit": fitted - t0, "evaluate": done - fitted}
     seconds["total"] = sum(seconds.values())
-    return TrainResult(pipeline, algorithm, full, seed, class_weight, prepared, metrics, seconds, stages, notes)
+    return TrainResult(
+        pipeline, algorithm, full, seed, class_weight, prepared, metrics, seconds, stages, [*prepared.notes, *notes]
+    )
 
 
 class TrainingWarning(UserWarning):

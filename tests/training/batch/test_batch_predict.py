@@ -244,7 +244,8 @@ def test_bad_input_names_file_column_row(model_repo, files, tmp_path):
         batch_predict(vdir, X.drop(columns=["V3"]), tmp_path / "o.parquet", progress=False)
     bad = X.copy()
     bad.loc[2100, "V5"] = np.nan
-    with pytest.raises(BatchError, match="row 2100: feature 'V5'"):
+    # rows are 1-based in errors: the DataFrame's 2101st row
+    with pytest.raises(BatchError, match="row 2101, column 'V5': the value is missing"):
         batch_predict(vdir, bad, tmp_path / "o.parquet", chunk_rows=1000, progress=False)
     assert not list(tmp_path.glob("*o.parquet*"))  # no half-written output left behind
     text = X.astype({"V9": object})
@@ -329,3 +330,15 @@ def test_dask_local_cluster_equals_single_process(model_repo, files, tmp_path):
         )
         rows = pd.concat([pd.read_csv(p) for p in sorted((tmp_path / "rows.csv").glob("part-*.csv"))])
         assert (rows["row"].to_numpy() == np.arange(len(X))).all()
+
+
+def test_csv_output_of_several_chunks(model_repo, files, tmp_path):
+    # the CSV writer was asked for a .schema pyarrow's CSVWriter does not have: the second
+    # chunk of any CSV output failed with AttributeError
+    root, _ = model_repo
+    d, X, _, _ = files
+    batch_predict(root / "fraud" / "1", d / "fraud.parquet", tmp_path / "s.csv", chunk_rows=500, progress=False)
+    batch_predict(root / "fraud" / "1", d / "fraud.parquet", tmp_path / "s.parquet", chunk_rows=500, progress=False)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "s.csv"), pq.read_table(tmp_path / "s.parquet").to_pandas(), check_dtype=False
+    )

@@ -218,7 +218,8 @@ def test_cli_create_writes_the_record(tmp_path, capsys):
         ("empty.csv", "", "empty.csv: the file is empty"),
         ("blank.csv", "\n\n", "blank.csv: the file has no rows"),
         ("header_only.csv", "a,b\n", "header_only.csv: the data has no rows"),
-        ("ragged.csv", "a,b\n1,2\n3,4,5\n", "ragged.csv: malformed CSV: Expected 2 fields in line 3, saw 3"),
+        # the data row (pandas said "line 3", counting the header)
+        ("ragged.csv", "a,b\n1,2\n3,4,5\n", "ragged.csv, row 2: malformed CSV: expected 2 fields, found 3: '3,4,5'"),
         ("quote.csv", 'a,b\n1,"2\n3,4\n', "quote.csv: malformed CSV: EOF inside string"),
         ("dupe.csv", "a,a\n1,2\n", "dupe.csv, column 'a': the header names this column more than once"),
         ("bad.jsonl", '{"a": 1}\n{"a": 2,}\n', "bad.jsonl, row 2: malformed JSON on line 2"),
@@ -237,7 +238,7 @@ def test_cli_create_writes_the_record(tmp_path, capsys):
         ),
         ("empty.json", "[]", "empty.json: the data has no rows"),
         ("fake.parquet", "not parquet at all", "fake.parquet: not a readable Parquet file"),
-        ("latin1.csv", b"a,b\n\xe9t\xe9,1\n", "latin1.csv: not UTF-8 text"),
+        ("latin1.csv", b"a,b\n\xe9t\xe9,1\n", "latin1.csv, row 1, column 'a': not UTF-8 text: b'\\xe9t\\xe9'"),
     ],
 )
 def test_malformed_files_are_refused_naming_file_and_row(tmp_path, name, content, message):

@@ -141,6 +141,19 @@ def test_s3_errors_name_bucket_and_key(s3, uri, message):
     assert message in str(err.value)
 
 
+def test_bad_rows_and_values_on_s3_are_named_by_uri_and_row(tmp_path, s3):
+    # the object is read from a temporary copy; errors and warnings still name the s3:// URI
+    body = "amount,label\n" + "".join(f"{i / 10},{i % 2}\n" for i in range(60))
+    s3.put_object(Bucket="data", Key="ragged.csv", Body=(body + "1,0,9\n").encode())
+    with pytest.raises(DatasourceError) as err:
+        create_datasource("s3://data/ragged.csv")
+    assert str(err.value).startswith("s3://data/ragged.csv, row 61: malformed CSV: expected 2 fields, found 3")
+    s3.put_object(Bucket="data", Key="mm.csv", Body=body.replace("\n4.2,", "\n4.2mm,").encode())
+    with pytest.warns(UserWarning, match=r"column 'amount': inferred NUMERIC, .* row 43 '4.2mm'"):
+        ds = create_datasource("s3://data/mm.csv", chunk_rows=7)
+    assert ds.violations["rows"] == [{"row": 43, "column": "amount", "reason": "not a finite number: '4.2mm'"}]
+
+
 def test_an_unreachable_s3_endpoint_is_named(s3, monkeypatch):
     monkeypatch.setenv(S3_ENDPOINT_ENV, f"http://127.0.0.1:{free_port()}")
     started = time.monotonic()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pandas as pd
 import pytest
 from onyxserve.training.datasource.profile import VIOLATION_LIMIT
 from onyxserve.training.datasource.record import create_datasource
 from onyxserve.training.datasource.schema import AttributeType, infer_type, load_schema, parse_schema
-from onyxserve.training.errors import DatasourceError
+from onyxserve.training.errors import DatasourceError, DatasourceWarning
 
 T = AttributeType
 
@@ -44,9 +45,14 @@ def csv(tmp_path, text, name="data.csv"):
 def test_inference_rules(tmp_path, values, expected):
     path = tmp_path / "col.csv"
     pd.DataFrame({"col": values, "other": range(len(values))}).to_csv(path, index=False)
-    ds = create_datasource(path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = create_datasource(path)
     assert ds.schema.attributes["col"] is expected
     assert ds.inferred["col"]  # the rule is recorded
+    # numbers with a few other values warn (see test_inference_warnings.py); no other case does
+    warned = [w for w in caught if issubclass(w.category, DatasourceWarning)]
+    assert bool(warned) == (values == ["1", "2", "x"])
 
 
 def test_infer_type_reports_the_rule():
