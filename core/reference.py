@@ -24,8 +24,7 @@ def _numeric(spec, values: np.ndarray, name: str) -> np.ndarray:
             x = np.where(nan, spec.impute, x)
         elif not spec.allow_nan:
             raise FeatureValueError(name, int(np.flatnonzero(nan)[0]), "is NaN and the model has no imputer")
-    # one numpy operation per step, in the kernel's order: the same roundings
-    x = np.clip((x - spec.offset) / spec.divisor * spec.scale + spec.shift, spec.clip_low, spec.clip_high)
+    x = spec.normalized(x)
     if spec.bins is None:
         return x[:, None]
     # KBinsDiscretizer.transform: searchsorted over the interior edges, side='right'; one-hot

@@ -71,6 +71,13 @@ class NumericSpec:
     def width(self) -> int:
         return 1 if self.bins is None else len(self.bins) + 1
 
+    def normalized(self, x: Any) -> Any:
+        """The value rule after NaN handling (a float or a numpy array), in the compiled core's
+        operations and order, so with the same roundings; before binning."""
+        import numpy as np
+
+        return np.clip((x - self.offset) / self.divisor * self.scale + self.shift, self.clip_low, self.clip_high)
+
 
 @dataclass(frozen=True)
 class CategoricalSpec:

@@ -51,13 +51,15 @@ class ServedModel:
         cls, version_dir: Path, config: ModelConfig, intra_op_threads: int, drift: DriftSettings | None = None
     ) -> ServedModel:
         """Blocking: reads and verifies files and builds the ORT session (run it off the loop).
-        With drift on, the normalizer counts raw values into the monitor's sketches."""
-        threads = config.intra_op_threads or intra_op_threads or None
+        With drift on, the normalizer counts raw values into the monitor's sketches.
+        ``intra_op_threads``: the server's; a tree ensemble runs with one unless its config.json
+        asks for more (OnnxScorer: so that it answers what batch prediction computes)."""
+        threads = {"intra_op_threads": config.intra_op_threads or None, "default_threads": intra_op_threads or None}
         if drift is None or not drift.enabled:
-            return cls(load_version(version_dir, intra_op_threads=threads), config)
+            return cls(load_version(version_dir, **threads), config)
         monitor = DriftMonitor(drift)
         try:
-            scorer = load_version(version_dir, intra_op_threads=threads, sketch_edges=monitor.sketch_edges,
+            scorer = load_version(version_dir, **threads, sketch_edges=monitor.sketch_edges,
                                   allocate_counts=monitor.allocate)
             monitor.bind(scorer.normalizer.sketch_counts)
         except BaseException:
