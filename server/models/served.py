@@ -121,12 +121,15 @@ class ServedModel:
         return BatchResult(outputs, failed, normalized - started, time.perf_counter_ns() - normalized)
 
     def _describe_inputs(self) -> tuple[TensorInfo, ...]:
+        """Numbers as FP64: batch prediction and evaluate read float64 from the files, so a
+        client sending FP64 sends the same bytes and gets their scores bit for bit. FP32 is
+        accepted too; it rounds each raw value before the scaler (README: Precision)."""
         features = self.manifest.features
         per_feature = tuple(
-            TensorInfo(f.name, "BYTES" if f.is_bytes else "FP32", (-1,)) for f in features
+            TensorInfo(f.name, "BYTES" if f.is_bytes else "FP64", (-1,)) for f in features
         )
         if self.manifest.all_numeric:
-            return (TensorInfo(MATRIX_INPUT, "FP32", (-1, len(features))),)
+            return (TensorInfo(MATRIX_INPUT, "FP64", (-1, len(features))),)
         return per_feature
 
     def _describe_outputs(self) -> tuple[TensorInfo, ...]:
