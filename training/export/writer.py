@@ -37,6 +37,7 @@ from onyxserve.repository.store import (
 from onyxserve.training.errors import ExportError
 from onyxserve.training.export.baseline import compute_baseline
 from onyxserve.training.export.convert import convert_estimator
+from onyxserve.training.export.explain import split_explainer
 from onyxserve.training.export.fold import Split, flatten, split_pipeline
 from onyxserve.training.export.parity import ParityReport, Scores, check_parity, probe_feature, probe_missing
 from sklearn.base import is_classifier
@@ -122,7 +123,8 @@ def export_model(
     manifest, warnings = _settle_missing(manifest, converted.onnx_bytes, frame, predict)
     scorer = _scorer(manifest, converted.onnx_bytes)
     expected = predict(frame)
-    report = check_parity(task, scorer, frame, predict, expected=expected)
+    explain = split_explainer(estimator, lambda f: _pipeline_input(estimator, f, input_names), scorer, frame, split.order)
+    report = check_parity(task, scorer, frame, predict, expected=expected, explain=explain)
     manifest = replace(
         manifest,
         metrics=_json_safe(dict(metrics or {})),
