@@ -47,7 +47,10 @@ directives = {
     "cdivision": True,
     "embedsignature": True,
 }
-compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+# -ffp-contract=off: the kernel's ``(x - off) / div * sc + sh`` must round after each operation,
+# as numpy does in scikit-learn's scalers; a compiler allowed to fuse ``* sc + sh`` into an FMA
+# (GCC's default where the target has one, e.g. -march=native) would round once, differently.
+compile_args = (["-O0", "-g"] if DEBUG else ["-O3"]) + ["-ffp-contract=off"]
 
 extensions = [
     Extension(

@@ -11,6 +11,12 @@ ctypedef fused real_t:
     float
     double
 
+# The two dtypes of the matrix the core writes (the ONNX graph's input: float32 for most models,
+# float64 for models that compare in double, see ModelSpec.input_dtype).
+ctypedef fused out_t:
+    float
+    double
+
 cdef enum:  # kernel status; 0 is success, the rest are data errors the wrapper names
     ST_OK = 0
     ST_INF
@@ -74,7 +80,9 @@ cdef struct Params:  # everything the nogil pass reads; pointers into arrays the
     const uint8_t* kind
     const uint8_t* flags
     const double* offset
+    const double* divisor
     const double* scale
+    const double* shift
     const double* lo
     const double* hi
     const double* fill  # numeric impute value, or ordinal unknown_value

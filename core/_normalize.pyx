@@ -3,7 +3,7 @@
 ``Plan.run`` validates a batch of RowBlocks with the GIL (cheap C-level checks through the
 numpy C API, no memoryview acquisition per block: that alone costs more than normalizing a
 1-row request), records raw pointers and strides, then makes one pass over all blocks that
-normalizes into the preallocated float32 output and updates the drift sketches. That pass
+normalizes into the preallocated float32 or float64 output and updates the drift sketches. That pass
 touches no Python object, so it can run without the GIL; it only drops the GIL when the work
 is large enough to pay for re-acquiring it.
 """
@@ -146,15 +146,22 @@ cdef inline void _sketch_num(const Params* p, Py_ssize_t j, double x) noexcept n
     c[lo] += 1
 
 
-cdef inline double _scale(double x, double off, double sc, double lo, double hi) noexcept nogil:
-    """``clip((x - off) * sc, lo, hi)`` in np.clip's order; NaN stays NaN. Branch-free (the
-    compiler turns both ternaries into max/min), so the loops calling it vectorize."""
-    x = (x - off) * sc
+cdef inline double _scale(double x, double off, double div, double sc, double sh, double lo,
+                          double hi) noexcept nogil:
+    """``clip((x - off) / div * sc + sh, lo, hi)`` in np.clip's order; NaN stays NaN.
+
+    One operation per scikit-learn step, in its order (StandardScaler ``(x - mean) / scale``,
+    MinMaxScaler ``x * scale + min``), so the float64 result is bit for bit the pipeline's; the
+    identity parameters (0, 1, 1, 0) are exact. The build turns off FMA contraction
+    (setup.py), which would fuse ``* sc + sh`` into one differently rounded operation.
+    Branch-free (the compiler turns both ternaries into max/min), so the loops calling it
+    vectorize."""
+    x = (x - off) / div * sc + sh
     x = lo if x < lo else x
     return hi if x > hi else x
 
 
-cdef inline int _num(const Params* p, Py_ssize_t j, double x, float* dst) noexcept nogil:
+cdef inline int _num(const Params* p, Py_ssize_t j, double x, out_t* dst) noexcept nogil:
     """The full rules for one numeric value; the slow path for rows holding a NaN or inf."""
     if x - x != 0:  # NaN or +-inf
         if x != x:
@@ -164,19 +171,19 @@ cdef inline int _num(const Params* p, Py_ssize_t j, double x, float* dst) noexce
                 return ST_NAN
         else:
             return ST_INF
-    dst[0] = <float>_scale(x, p.offset[j], p.scale[j], p.lo[j], p.hi[j])
+    dst[0] = <out_t>_scale(x, p.offset[j], p.divisor[j], p.scale[j], p.shift[j], p.lo[j], p.hi[j])
     return ST_OK
 
 
-cdef inline void _bin(const Params* p, Py_ssize_t j, double x, float* row) noexcept nogil:
+cdef inline void _bin(const Params* p, Py_ssize_t j, double x, out_t* row) noexcept nogil:
     """Binned feature ``j``: the one-hot of KBinsDiscretizer's bin of the normalized value into
     its block of ``row``. Runs after the value rules passed, so a NaN here has an imputer."""
     cdef Py_ssize_t n = p.bin_n[j]
-    cdef float* dst = row + p.column[j]
+    cdef out_t* dst = row + p.column[j]
     if x != x:
         x = p.fill[j]
-    x = _scale(x, p.offset[j], p.scale[j], p.lo[j], p.hi[j])
-    memset(dst, 0, (n + 1) * sizeof(float))
+    x = _scale(x, p.offset[j], p.divisor[j], p.scale[j], p.shift[j], p.lo[j], p.hi[j])
+    memset(dst, 0, (n + 1) * sizeof(out_t))
     dst[_upper(p.bin_edges + p.bin_off[j], n, x)] = 1.0
 
 
@@ -210,7 +217,7 @@ cdef int _first_bad(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_
 
 
 cdef int _matrix(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_t s0,
-                 Py_ssize_t s1, float* out, Error* err) noexcept nogil:
+                 Py_ssize_t s1, out_t* out, Error* err) noexcept nogil:
     """Form A: rows x features in one loop, writing whole output rows.
 
     Each row first goes through the branch-free fast loop, which only notes whether it met a
@@ -220,13 +227,15 @@ cdef int _matrix(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_t s
     """
     cdef Py_ssize_t i, j, k, F = p.n_features, w = p.width
     cdef const double* off = p.offset
+    cdef const double* dv = p.divisor
     cdef const double* sc = p.scale
+    cdef const double* sh = p.shift
     cdef const double* lo = p.lo
     cdef const double* hi = p.hi
     cdef const Py_ssize_t* col = p.column
     cdef bint dense = p.identity and s1 == sizeof(real_t)
     cdef const real_t* r
-    cdef float* o
+    cdef out_t* o
     cdef double x
     cdef int bad
     for i in range(n):
@@ -237,12 +246,12 @@ cdef int _matrix(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_t s
             for j in range(F):
                 x = r[j]
                 bad |= x - x != 0
-                o[j] = <float>_scale(x, off[j], sc[j], lo[j], hi[j])
+                o[j] = <out_t>_scale(x, off[j], dv[j], sc[j], sh[j], lo[j], hi[j])
         else:
             for j in range(F):
                 x = _at(base, i, j, s0, s1)
                 bad |= x - x != 0
-                o[col[j]] = <float>_scale(x, off[j], sc[j], lo[j], hi[j])
+                o[col[j]] = <out_t>_scale(x, off[j], dv[j], sc[j], sh[j], lo[j], hi[j])
         if bad:
             for j in range(F):
                 if _num(p, j, _at(base, i, j, s0, s1), o + col[j]):
@@ -257,16 +266,17 @@ cdef int _matrix(const Params* p, const real_t* base, Py_ssize_t n, Py_ssize_t s
 
 
 cdef int _column(const Params* p, Py_ssize_t j, const real_t* base, Py_ssize_t n,
-                 Py_ssize_t s0, float* out, Error* err) noexcept nogil:
+                 Py_ssize_t s0, out_t* out, Error* err) noexcept nogil:
     """Form B numeric column ``j`` into output column ``column[j]``; same fast/slow split."""
     cdef Py_ssize_t i, w = p.width
-    cdef double off = p.offset[j], sc = p.scale[j], lo = p.lo[j], hi = p.hi[j], x
-    cdef float* dst = out + p.column[j]
+    cdef double off = p.offset[j], dv = p.divisor[j], sc = p.scale[j], sh = p.shift[j]
+    cdef double lo = p.lo[j], hi = p.hi[j], x
+    cdef out_t* dst = out + p.column[j]
     cdef int bad = 0
     for i in range(n):
         x = _at(base, i, 0, s0, 0)
         bad |= x - x != 0
-        dst[i * w] = <float>_scale(x, off, sc, lo, hi)
+        dst[i * w] = <out_t>_scale(x, off, dv, sc, sh, lo, hi)
     if bad:
         for i in range(n):
             if _num(p, j, _at(base, i, 0, s0, 0), dst + i * w):
@@ -281,7 +291,7 @@ cdef int _column(const Params* p, Py_ssize_t j, const real_t* base, Py_ssize_t n
 
 
 cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t size,
-                      Py_ssize_t n_rows, float* out, Error* err) noexcept nogil:
+                      Py_ssize_t n_rows, out_t* out, Error* err) noexcept nogil:
     """Form B categorical column ``j``: parse the V2 BYTES buffer, look up, encode.
 
     A malformed buffer or a wrong element count wins over an unknown category (as in the
@@ -291,7 +301,7 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
     cdef int32_t code
     cdef uint8_t f = p.flags[j], kind = p.kind[j]
     cdef Py_ssize_t drop = p.drop[j], col = p.column[j]
-    cdef float* dst
+    cdef out_t* dst
     cw = p.n_cat[j] - (drop >= 0)
     while pos < size:
         if size - pos < 4:
@@ -315,9 +325,9 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
             else:
                 dst = out + k * w + col
                 if kind == K_ORDINAL:
-                    dst[0] = <float>code if code >= 0 else <float>p.fill[j]
+                    dst[0] = <out_t>code if code >= 0 else <out_t>p.fill[j]
                 elif kind == K_ONEHOT:
-                    memset(dst, 0, cw * sizeof(float))
+                    memset(dst, 0, cw * sizeof(out_t))
                     if code >= 0 and code != drop:
                         dst[code - (drop >= 0 and code > drop)] = 1.0
         pos += m
@@ -331,34 +341,34 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
     return ST_OK
 
 
-cdef void _cross(const Cross* x, const Src* s, Py_ssize_t n_rows, Py_ssize_t w, float* out) noexcept nogil:
+cdef void _cross(const Cross* x, const Src* s, Py_ssize_t n_rows, Py_ssize_t w, out_t* out) noexcept nogil:
     """Cross ``x`` of one form B block. Its parents' buffers were parsed by their own features
     first, without error, so each holds exactly ``n_rows`` well-formed elements."""
     cdef const char* a = s[x.a].data
     cdef const char* b = s[x.b].data
     cdef Py_ssize_t k, na, nb, drop = x.drop, cw = x.n_cat - (x.drop >= 0)
     cdef int32_t code
-    cdef float* dst
+    cdef out_t* dst
     for k in range(n_rows):
         na, nb = _prefix(a), _prefix(b)
         a += 4
         b += 4
         code = _lookup_joined(&x.table, a, na, x.sep, x.n_sep, b, nb)
         dst = out + k * w + x.column
-        memset(dst, 0, cw * sizeof(float))
+        memset(dst, 0, cw * sizeof(out_t))
         if code >= 0 and code != drop:
             dst[code - (drop >= 0 and code > drop)] = 1.0
         a += na
         b += nb
 
 
-cdef int _run(const Params* p, const Blk* blks, Py_ssize_t nb, const Src* srcs, float* out,
+cdef int _run(const Params* p, const Blk* blks, Py_ssize_t nb, const Src* srcs, out_t* out,
               Error* err) noexcept nogil:
     """The one pass over all blocks; stops at the first block with an error."""
     cdef Py_ssize_t b, j, row0 = 0
     cdef int st = ST_OK
     cdef const Src* s
-    cdef float* o
+    cdef out_t* o
     for b in range(nb):
         o = out + row0 * p.width
         s = srcs + blks[b].src
@@ -428,7 +438,7 @@ cdef class Plan:
                  const Py_ssize_t[:, ::1] cat, tables, const Py_ssize_t[:, ::1] sketch,
                  const double[::1] edges, int64_t[::1] counts, const Py_ssize_t[:, ::1] bins,
                  const double[::1] bin_edges, crosses):
-        """``num`` rows: offset, scale, lo, hi, fill. ``cat`` rows: drop, impute_code, n_cat.
+        """``num`` rows: offset, divisor, scale, shift, lo, hi, fill. ``cat`` rows: drop, impute_code, n_cat.
         ``sketch`` rows: counts offset, edges offset, n_edges. ``bins`` rows: offset into
         ``bin_edges``, n_edges (F_BINNED features). ``crosses``: (a, b, column, drop,
         CategoryTable, separator bytes) each. Shapes and columns checked by the caller."""
@@ -449,7 +459,8 @@ cdef class Plan:
         cdef Params* p = &self.p
         p.n_features, p.width = F, width
         p.column, p.kind, p.flags = &column[0], &kind[0], &flags[0]
-        p.offset, p.scale, p.lo, p.hi, p.fill = &num[0, 0], &num[1, 0], &num[2, 0], &num[3, 0], &num[4, 0]
+        p.offset, p.divisor, p.scale, p.shift = &num[0, 0], &num[1, 0], &num[2, 0], &num[3, 0]
+        p.lo, p.hi, p.fill = &num[4, 0], &num[5, 0], &num[6, 0]
         p.drop, p.impute_code, p.n_cat = &cat[0, 0], &cat[1, 0], &cat[2, 0]
         p.tables = self._tables
         p.identity = width == F and all(column[j] == j for j in range(F))
@@ -494,9 +505,10 @@ cdef class Plan:
         free(self._backup)
         free(self._crosses)
 
-    def run(self, blocks, out):
-        """Gather ``blocks`` into ``out`` (allocated when None) and return it; None on a data
-        error, described in ``self.error``. Programmer errors raise TypeError/ValueError."""
+    def run(self, blocks, out, bint f64=False):
+        """Gather ``blocks`` into ``out`` (float32 or float64; allocated when None, float64 if
+        ``f64``) and return it; None on a data error, described in ``self.error``.
+        Programmer errors raise TypeError/ValueError."""
         cdef Py_ssize_t nb = len(blocks), F = self.p.n_features, b, j, n, total = 0
         cdef Py_ssize_t n_src = 0, need, cap = 0, n_views = 0, cap_views = 0
         cdef Blk* blks = <Blk*>malloc(max(nb, 1) * sizeof(Blk))
@@ -504,7 +516,7 @@ cdef class Plan:
         cdef Py_buffer* views = NULL
         cdef Error err
         cdef int st, dt
-        cdef float* o
+        cdef void* o
         cdef cnp.ndarray a
         cdef cnp.npy_intp dims[2]
         cdef bint sketch = self._n_counts > 0
@@ -570,17 +582,18 @@ cdef class Plan:
                 total += n
             if out is None:
                 dims[0], dims[1] = total, self.p.width
-                out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT32, 0)
+                out = cnp.PyArray_EMPTY(2, dims, cnp.NPY_FLOAT64 if f64 else cnp.NPY_FLOAT32, 0)
             else:
                 _check_out(out, total, self.p.width)
+            f64 = cnp.PyArray_TYPE(<cnp.ndarray>out) == cnp.NPY_FLOAT64
             if sketch:
                 memcpy(self._backup, self.p.counts, self._n_counts * sizeof(int64_t))
-            o = <float*>cnp.PyArray_DATA(<cnp.ndarray>out)
+            o = cnp.PyArray_DATA(<cnp.ndarray>out)
             if total * self.p.width >= NOGIL_MIN_VALUES:
                 with nogil:
-                    st = _run(&self.p, blks, nb, srcs, o, &err)
+                    st = _run_as(&self.p, blks, nb, srcs, o, f64, &err)
             else:
-                st = _run(&self.p, blks, nb, srcs, o, &err)
+                st = _run_as(&self.p, blks, nb, srcs, o, f64, &err)
             if st == ST_OK:
                 return out
             if sketch:  # a rejected batch leaves the drift counts as they were
@@ -593,6 +606,14 @@ cdef class Plan:
             free(views)
             free(srcs)
             free(blks)
+
+
+cdef inline int _run_as(const Params* p, const Blk* blks, Py_ssize_t nb, const Src* srcs, void* out,
+                        bint f64, Error* err) noexcept nogil:
+    """``_run`` specialized for the output's dtype."""
+    if f64:
+        return _run(p, blks, nb, srcs, <double*>out, err)
+    return _run(p, blks, nb, srcs, <float*>out, err)
 
 
 cdef void* _grow(void* ptr, size_t size) except NULL:
@@ -620,8 +641,8 @@ cdef cnp.ndarray _aligned(cnp.ndarray a, list keep):
 
 
 cdef int _check_out(object out, Py_ssize_t rows, Py_ssize_t width) except -1:
-    if not cnp.PyArray_Check(out) or cnp.PyArray_TYPE(<cnp.ndarray>out) != cnp.NPY_FLOAT32:
-        raise TypeError("out must be a float32 numpy array")
+    if not cnp.PyArray_Check(out) or cnp.PyArray_TYPE(<cnp.ndarray>out) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+        raise TypeError("out must be a float32 or float64 numpy array")
     cdef cnp.ndarray a = out
     if a.ndim != 2 or a.shape[0] != rows or a.shape[1] != width:
         raise ValueError(f"out has shape {out.shape}, expected ({rows}, {width})")

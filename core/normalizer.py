@@ -47,7 +47,8 @@ _IMPUTE, _ALLOW_NAN, _UNKNOWN_ERROR, _SKETCH, _BINNED = 1, 2, 4, 8, 16
 
 
 class FeatureNormalizer:
-    """Gathers RowBlocks into one float32 batch matrix, normalizing as it copies.
+    """Gathers RowBlocks into one float32 (or, ``dtype="float64"``, float64) batch matrix,
+    normalizing as it copies. Values are computed in float64 either way and rounded once.
 
     All per-feature parameters are packed into contiguous arrays here, once; ``gather`` then
     makes one compiled pass per batch (see ``_normalize.Plan.run``).
@@ -66,6 +67,8 @@ class FeatureNormalizer:
 
     ``allocate_counts``: optional ``n -> int64 array`` (zeroed, contiguous, length at least n)
     the sketches count into instead of private memory, e.g. a file mapped by several processes.
+
+    ``dtype``: of the matrix ``gather`` writes, the ONNX graph's input (``ModelSpec.input_dtype``).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class FeatureNormalizer:
         sketch_edges: Mapping[str, np.ndarray | None] | None = None,
         crosses: Sequence[CrossSpec] = (),
         allocate_counts: Callable[[int], np.ndarray] | None = None,
+        dtype: str = "float32",
     ) -> None:
         # Imported here so the reference oracle can import this module without the build.
         from onyxserve.core._normalize import CategoryTable, Plan
@@ -85,6 +89,9 @@ class FeatureNormalizer:
         self._core_index = [j for j, f in enumerate(every) if not f.is_text] if self.text_features else None
         self.features = tuple(f for f in every if not f.is_text)
         self.width = int(width)
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.dtype = np.dtype(dtype)
         self.n_features = n = len(self.features)
         self.crosses = tuple(crosses)
         sketch_edges = dict(sketch_edges or {})
@@ -96,8 +103,9 @@ class FeatureNormalizer:
         column = np.array([f.column for f in self.features], dtype=np.intp)
         kind = np.zeros(n, dtype=np.uint8)
         flags = np.zeros(n, dtype=np.uint8)
-        # rows: offset, scale, clip_low, clip_high, fill (numeric impute / ordinal unknown_value)
-        num = np.array([[0.0, 1.0, -np.inf, np.inf, 0.0]] * n, dtype=np.float64).T.copy()
+        # rows: offset, divisor, scale, shift, clip_low, clip_high, fill (numeric impute / ordinal
+        # unknown_value)
+        num = np.array([[0.0, 1.0, 1.0, 0.0, -np.inf, np.inf, 0.0]] * n, dtype=np.float64).T.copy()
         cat = np.array([[-1, -1, 0]] * n, dtype=np.intp).T.copy()  # drop, impute_code, n_cat
         sketch = np.zeros((3, n), dtype=np.intp)  # counts offset, edges offset, n_edges
         tables: list[CategoryTable | None] = [None] * n
@@ -112,7 +120,7 @@ class FeatureNormalizer:
                 tables[j] = table = CategoryTable(c.categories)
                 kind[j] = {"ordinal": _ORDINAL, "none": _INPUT}.get(c.encoding, _ONEHOT)
                 flags[j] |= _UNKNOWN_ERROR if c.unknown == "error" else 0
-                num[4, j] = c.unknown_value
+                num[6, j] = c.unknown_value
                 cat[:, j] = (
                     -1 if c.drop is None or c.encoding == "ordinal" else c.drop,
                     -1 if c.impute is None else table.lookup(c.impute),
@@ -124,7 +132,7 @@ class FeatureNormalizer:
             else:
                 s = f.numeric or NumericSpec()
                 fill = 0.0 if s.impute is None else s.impute
-                num[:, j] = (s.offset, s.scale, s.clip_low, s.clip_high, fill)
+                num[:, j] = (s.offset, s.divisor, s.scale, s.shift, s.clip_low, s.clip_high, fill)
                 flags[j] |= (_IMPUTE if s.impute is not None else 0) | (_ALLOW_NAN if s.allow_nan else 0)
                 if s.bins is not None:
                     flags[j] |= _BINNED
@@ -160,17 +168,22 @@ class FeatureNormalizer:
         sketch_edges: Mapping[str, np.ndarray | None] | None = None,
         allocate_counts: Callable[[int], np.ndarray] | None = None,
     ) -> FeatureNormalizer:
-        return cls(manifest.features, manifest.model.input_width, sketch_edges, manifest.crosses, allocate_counts)
+        return cls(
+            manifest.features, manifest.model.input_width, sketch_edges, manifest.crosses, allocate_counts,
+            manifest.model.input_dtype,
+        )
 
     def gather(self, blocks: Sequence[RowBlock], out: np.ndarray | None = None) -> np.ndarray:
-        """Normalize ``blocks`` into ``out`` (float32, C-contiguous ``[sum n_rows, width]``,
+        """Normalize ``blocks`` into ``out`` (``self.dtype``, C-contiguous ``[sum n_rows, width]``,
         allocated when None) and return it. FeatureValueError for a bad value, naming the
         feature and the row within its block; TypeError/ValueError for malformed arguments."""
         if self._core_index is not None:
             blocks = [self._core_block(b) for b in blocks]
         if self._plan is None:
-            return np.zeros((sum(b.n_rows for b in blocks), 0), dtype=np.float32)
-        result = self._plan.run(blocks, out)
+            return np.zeros((sum(b.n_rows for b in blocks), 0), dtype=self.dtype)
+        if out is not None and out.dtype != self.dtype:
+            raise TypeError(f"out is {out.dtype}, this model's input is {self.dtype}")
+        result = self._plan.run(blocks, out, self.dtype == np.float64)
         if result is None:
             raise self._value_error(blocks, self._plan.error)
         return result

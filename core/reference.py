@@ -24,7 +24,7 @@ def _numeric(spec, values: np.ndarray, name: str) -> np.ndarray:
             x = np.where(nan, spec.impute, x)
         elif not spec.allow_nan:
             raise FeatureValueError(name, int(np.flatnonzero(nan)[0]), "is NaN and the model has no imputer")
-    x = np.clip((x - spec.offset) * spec.scale, spec.clip_low, spec.clip_high)
+    x = spec.normalized(x)
     if spec.bins is None:
         return x[:, None]
     # KBinsDiscretizer.transform: searchsorted over the interior edges, side='right'; one-hot
@@ -78,9 +78,13 @@ def _cross(cross: CrossSpec, parents: Sequence[bytes | memoryview]) -> np.ndarra
 
 
 def normalize_reference(
-    features: Sequence[FeatureSpec], width: int, blocks: Sequence[RowBlock], crosses: Sequence[CrossSpec] = ()
+    features: Sequence[FeatureSpec],
+    width: int,
+    blocks: Sequence[RowBlock],
+    crosses: Sequence[CrossSpec] = (),
+    dtype: str = "float32",
 ) -> np.ndarray:
-    """Gather and normalize ``blocks`` into a new float32 ``[rows, width]`` matrix."""
+    """Gather and normalize ``blocks`` into a new ``dtype`` ``[rows, width]`` matrix."""
     parts = []
     index = {f.name: j for j, f in enumerate(features)}
     for block in blocks:
@@ -97,4 +101,4 @@ def normalize_reference(
             parents = [block.columns[index[name]] for name in x.inputs]
             out[:, x.column : x.column + x.width] = _cross(x, parents)
         parts.append(out)
-    return np.concatenate(parts).astype(np.float32)
+    return np.concatenate(parts).astype(dtype)

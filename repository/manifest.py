@@ -5,9 +5,11 @@ It is the contract between export (training side) and serving: written once next
 can be read by people and by other languages; parsed here into frozen dataclasses that are
 validated once at load time, so nothing on the request path re-checks them.
 
-Normalization of a numeric feature is canonical: ``out = clip((impute(x) - offset) * scale,
-clip_low, clip_high)``. Any chain of imputer, affine scalers and clipping that the export
-accepts is folded into this one form, which is what the compiled core runs. A binned numeric
+Normalization of a numeric feature is canonical: ``out = clip((impute(x) - offset) / divisor *
+scale + shift, clip_low, clip_high)``, each operation rounded on its own. Any chain of imputer,
+affine scalers and clipping that the export accepts is folded into this one form, which is what
+the compiled core runs; a single scaler (plus imputer and clipping) keeps scikit-learn's own
+operations, so the core's float64 value is the pipeline's bit for bit. A binned numeric
 feature (``bins``) then writes the one-hot of its bin instead of the value.
 
 ``crosses`` are derived categorical features: the raw category strings of two categorical
@@ -32,6 +34,11 @@ from typing import Any, Literal
 from onyxserve.errors import OnyxserveError
 
 FORMAT = "onyxserve.manifest/1"
+# /2: a manifest that uses a numeric divisor or shift, or a float64 model input. A reader of /1
+# would ignore those fields and serve wrong scores; it refuses the format instead. Manifests
+# that need none of them are still written as /1, servable by older servers.
+FORMAT_V2 = "onyxserve.manifest/2"
+FORMATS = (FORMAT, FORMAT_V2)
 TASKS = ("binary", "multiclass", "regression")
 FEATURE_TYPES = ("numeric", "binary", "categorical", "text")
 
@@ -45,7 +52,8 @@ class ManifestError(OnyxserveError, ValueError):
 
 @dataclass(frozen=True)
 class NumericSpec:
-    """``out = clip((x - offset) * scale, clip_low, clip_high)`` with NaN handled first."""
+    """``out = clip((x - offset) / divisor * scale + shift, clip_low, clip_high)`` with NaN
+    handled first (``divisor`` 1 and ``shift`` 0, the defaults, are exact no-ops)."""
 
     impute: float | None = None  # replaces NaN; None means no imputer
     allow_nan: bool = False  # without an imputer: pass NaN through (trees split on it) or reject
@@ -57,10 +65,21 @@ class NumericSpec:
     # ``#{edges <= out}`` (KBinsDiscretizer's searchsorted side='right'), len(bins) + 1 columns.
     # None: not binned (one column, the value itself).
     bins: tuple[float, ...] | None = None
+    # StandardScaler/RobustScaler/MaxAbsScaler divide by their scale_, MinMaxScaler adds its
+    # min_: kept as such rather than folded into offset/scale, whose rounding differs by an ulp
+    divisor: float = 1.0
+    shift: float = 0.0
 
     @property
     def width(self) -> int:
         return 1 if self.bins is None else len(self.bins) + 1
+
+    def normalized(self, x: Any) -> Any:
+        """The value rule after NaN handling (a float or a numpy array), in the compiled core's
+        operations and order, so with the same roundings; before binning."""
+        import numpy as np
+
+        return np.clip((x - self.offset) / self.divisor * self.scale + self.shift, self.clip_low, self.clip_high)
 
 
 @dataclass(frozen=True)
@@ -141,10 +160,13 @@ class CrossSpec:
         return self.categorical.width
 
 
+INPUT_DTYPES = ("float32", "float64")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """The ONNX graph's interface: one float32 input ``[N, input_width]`` (the core's output),
-    plus one string input ``[N, 1]`` per text feature (named in its TextSpec)."""
+    """The ONNX graph's interface: one ``input_dtype`` input ``[N, input_width]`` (the core's
+    output), plus one string input ``[N, 1]`` per text feature (named in its TextSpec)."""
 
     file: str
     sha256: str
@@ -152,6 +174,9 @@ class ModelSpec:
     input_width: int
     # served output name -> ONNX output name: {"label", "probabilities"} or {"value"}
     outputs: dict[str, str]
+    # float64 for estimators that compare in double (HistGradientBoosting: x <= threshold in
+    # float64); float32 otherwise, and for manifests written before the field existed
+    input_dtype: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -180,8 +205,14 @@ class Manifest:
     def text_features(self) -> tuple[FeatureSpec, ...]:
         return tuple(f for f in self.features if f.is_text)
 
+    @property
+    def format(self) -> str:
+        """The oldest format that holds everything this manifest says."""
+        exact = any(f.numeric is not None and (f.numeric.divisor != 1.0 or f.numeric.shift != 0.0) for f in self.features)
+        return FORMAT_V2 if exact or self.model.input_dtype != "float32" else FORMAT
+
     def to_json(self) -> str:
-        data = {"format": FORMAT, **asdict(self)}
+        data = {"format": self.format, **asdict(self)}
         return json.dumps(_encode_floats(data), indent=2, sort_keys=False) + "\n"
 
     @classmethod
@@ -240,9 +271,13 @@ def _parse_feature(data: dict[str, Any], where: str) -> FeatureSpec:
             scale=_float(n.get("scale", 1.0), f"{where}.numeric.scale"),
             clip_low=_float(n.get("clip_low", "-inf"), f"{where}.numeric.clip_low"),
             clip_high=_float(n.get("clip_high", "inf"), f"{where}.numeric.clip_high"),
+            divisor=_float(n.get("divisor", 1.0), f"{where}.numeric.divisor"),
+            shift=_float(n.get("shift", 0.0), f"{where}.numeric.shift"),
         )
-        if not (math.isfinite(numeric.offset) and math.isfinite(numeric.scale)):
-            raise ManifestError(f"{where}: offset and scale must be finite")
+        if not all(math.isfinite(v) for v in (numeric.offset, numeric.scale, numeric.divisor, numeric.shift)):
+            raise ManifestError(f"{where}: offset, divisor, scale and shift must be finite")
+        if numeric.divisor == 0.0:
+            raise ManifestError(f"{where}: divisor must not be 0")
         if numeric.clip_low > numeric.clip_high:
             raise ManifestError(f"{where}: clip_low > clip_high")
         if n.get("bins") is not None:
@@ -291,8 +326,8 @@ def _parse_feature(data: dict[str, Any], where: str) -> FeatureSpec:
 
 
 def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manifest:
-    if data.get("format") != FORMAT:
-        raise ManifestError(f"{source}: format must be '{FORMAT}', got {data.get('format')!r}")
+    if data.get("format") not in FORMATS:
+        raise ManifestError(f"{source}: format must be one of {list(FORMATS)}, got {data.get('format')!r}")
     task = _require(data, "task", source)
     if task not in TASKS:
         raise ManifestError(f"{source}: task must be one of {TASKS}, got {task!r}")
@@ -310,7 +345,10 @@ def parse_manifest(data: dict[str, Any], source: str = "manifest.json") -> Manif
         input_name=_require(m, "input_name", f"{source}: model"),
         input_width=int(_require(m, "input_width", f"{source}: model")),
         outputs=dict(_require(m, "outputs", f"{source}: model")),
+        input_dtype=m.get("input_dtype", "float32"),
     )
+    if model.input_dtype not in INPUT_DTYPES:
+        raise ManifestError(f"{source}: model.input_dtype must be one of {INPUT_DTYPES}, got {model.input_dtype!r}")
     crosses = _parse_crosses(data.get("crosses") or [], features, source)
     _check_columns((*features, *crosses), model.input_width, source)
     text_inputs = [f.text.input_name for f in features if f.text is not None]

@@ -1,7 +1,7 @@
 """Time onyxserve's own per-request path in-process, without the network or gRPC: decode the
 ModelInferRequest, batch, normalize, run ONNX Runtime, encode the response, update metrics.
 
-    python benchmarks/served/hotpath.py MODEL_REPOSITORY [--requests 20000] [--no-drift]
+    python benchmarks/served/hotpath.py MODEL_REPOSITORY [--requests 20000] [--no-drift] [--datatype FP64]
 
 Prints microseconds per request for sequential requests and for 16 concurrent ones (which the
 batcher gathers into batches). It isolates what onyxserve adds on top of grpc.aio's own cost.
@@ -21,7 +21,7 @@ from onyxserve.server.grpc.servicer import InferenceServicer
 from onyxserve.server.models.manager import ModelRepository
 
 
-async def measure(repository: str, requests: int, drift: bool = True) -> None:
+async def measure(repository: str, requests: int, drift: bool = True, datatype: str = "FP32") -> None:
     repo = ModelRepository(repository, intra_op_threads=1, drift=DriftSettings(enabled=drift))
     await repo.scan()
     dataplane = DataPlane(repo)
@@ -30,8 +30,9 @@ async def measure(repository: str, requests: int, drift: bool = True) -> None:
     for model in repo.ready_models():
         width = len(model.manifest.features)
         request = pb.ModelInferRequest(model_name=model.name)
-        request.inputs.add(name="input", datatype="FP32", shape=[1, width])
-        request.raw_input_contents.append(np.zeros((1, width), np.float32).tobytes())
+        dtype = np.float32 if datatype == "FP32" else np.float64
+        request.inputs.add(name="input", datatype=datatype, shape=[1, width])
+        request.raw_input_contents.append(np.random.default_rng(0).normal(size=(1, width)).astype(dtype).tobytes())
         wire = request.SerializeToString()
 
         async def one() -> bytes:
@@ -60,12 +61,13 @@ def main() -> None:
     parser.add_argument("repository")
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--no-drift", dest="drift", action="store_false", help="drift counting off")
+    parser.add_argument("--datatype", choices=["FP32", "FP64"], default="FP32", help="of the [1, F] request tensor")
     args = parser.parse_args()
     try:
         import uvloop
-        uvloop.run(measure(args.repository, args.requests, args.drift))
+        uvloop.run(measure(args.repository, args.requests, args.drift, args.datatype))
     except ImportError:
-        asyncio.run(measure(args.repository, args.requests, args.drift))
+        asyncio.run(measure(args.repository, args.requests, args.drift, args.datatype))
 
 
 if __name__ == "__main__":

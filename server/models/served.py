@@ -51,13 +51,15 @@ class ServedModel:
         cls, version_dir: Path, config: ModelConfig, intra_op_threads: int, drift: DriftSettings | None = None
     ) -> ServedModel:
         """Blocking: reads and verifies files and builds the ORT session (run it off the loop).
-        With drift on, the normalizer counts raw values into the monitor's sketches."""
-        threads = config.intra_op_threads or intra_op_threads or None
+        With drift on, the normalizer counts raw values into the monitor's sketches.
+        ``intra_op_threads``: the server's; a tree ensemble runs with one unless its config.json
+        asks for more (OnnxScorer: so that it answers what batch prediction computes)."""
+        threads = {"intra_op_threads": config.intra_op_threads or None, "default_threads": intra_op_threads or None}
         if drift is None or not drift.enabled:
-            return cls(load_version(version_dir, intra_op_threads=threads), config)
+            return cls(load_version(version_dir, **threads), config)
         monitor = DriftMonitor(drift)
         try:
-            scorer = load_version(version_dir, intra_op_threads=threads, sketch_edges=monitor.sketch_edges,
+            scorer = load_version(version_dir, **threads, sketch_edges=monitor.sketch_edges,
                                   allocate_counts=monitor.allocate)
             monitor.bind(scorer.normalizer.sketch_counts)
         except BaseException:
@@ -119,12 +121,15 @@ class ServedModel:
         return BatchResult(outputs, failed, normalized - started, time.perf_counter_ns() - normalized)
 
     def _describe_inputs(self) -> tuple[TensorInfo, ...]:
+        """Numbers as FP64: batch prediction and evaluate read float64 from the files, so a
+        client sending FP64 sends the same bytes and gets their scores bit for bit. FP32 is
+        accepted too; it rounds each raw value before the scaler (README: Precision)."""
         features = self.manifest.features
         per_feature = tuple(
-            TensorInfo(f.name, "BYTES" if f.is_bytes else "FP32", (-1,)) for f in features
+            TensorInfo(f.name, "BYTES" if f.is_bytes else "FP64", (-1,)) for f in features
         )
         if self.manifest.all_numeric:
-            return (TensorInfo(MATRIX_INPUT, "FP32", (-1, len(features))),)
+            return (TensorInfo(MATRIX_INPUT, "FP64", (-1, len(features))),)
         return per_feature
 
     def _describe_outputs(self) -> tuple[TensorInfo, ...]:

@@ -29,7 +29,7 @@ def test_health_and_metadata(client):
     assert not client.is_model_ready("nope")
     meta = client.model_metadata("price")
     assert [(i.name, i.datatype) for i in meta.inputs] == [
-        ("area", "FP32"), ("rooms", "FP32"), ("age", "FP32"), ("city", "BYTES")
+        ("area", "FP64"), ("rooms", "FP64"), ("age", "FP64"), ("city", "BYTES")
     ]
     assert client.model_config("fraud").parameters["task"].string_value == "binary"
     assert {(m.name, m.state) for m in client.repository_index()} == {

@@ -14,6 +14,7 @@ def numeric_spec(rng: np.random.Generator) -> NumericSpec:
     mode = rng.integers(3)  # 0 imputer, 1 NaN passes through, 2 NaN rejected
     low = float(rng.normal()) if rng.random() < 0.5 else -np.inf
     high = low + float(rng.uniform(0.5, 3)) if rng.random() < 0.5 else np.inf
+    exact = rng.random() < 0.5  # a scaler kept as scikit-learn computes it (divisor, shift)
     return NumericSpec(
         impute=float(rng.normal()) if mode == 0 else None,
         allow_nan=bool(mode == 1),
@@ -21,6 +22,8 @@ def numeric_spec(rng: np.random.Generator) -> NumericSpec:
         scale=float(rng.uniform(0.1, 5)),
         clip_low=low,
         clip_high=high,
+        divisor=float(rng.uniform(0.1, 5)) if exact else 1.0,
+        shift=float(rng.normal()) if exact else 0.0,
     )
 
 

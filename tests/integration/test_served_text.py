@@ -41,7 +41,7 @@ def test_served_text_scores_equal_sklearn(text_server):
 def test_metadata_lists_the_text_input_as_bytes(text_server):
     client, _, _ = text_server
     inputs = {i.name: i.datatype for i in client.get_model_metadata("notes").inputs}
-    assert inputs == {"amount": "FP32", "note": "BYTES", "merchant": "BYTES"}
+    assert inputs == {"amount": "FP64", "note": "BYTES", "merchant": "BYTES"}
 
 
 def _raw_request(frame, note_buffer: bytes) -> list:

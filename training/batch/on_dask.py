@@ -186,7 +186,7 @@ def score_part(
     scorer = _scorer(version_dir)
     columns = input_columns(scorer.manifest, row_id)
     writer = OutputWriter(Path(out_dir) / f"part-{part.index:05d}.{ext}", compression)
-    scratch = Scratch(scorer.manifest.model.input_width)
+    scratch = Scratch(scorer.manifest.model)
     rows = 0
     try:
         for chunk in _chunks(part, columns, chunk_rows):

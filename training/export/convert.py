@@ -1,7 +1,8 @@
 """Convert the bare estimator (preprocessing already folded into the manifest) with skl2onnx.
 
-The graph's interface is fixed for the server: one float32 input ``"input"`` of shape
-``[None, width]``; classifiers output ``"label"`` ``[N]`` and ``"probabilities"`` ``[N, C]``
+The graph's interface is fixed for the server: one input ``"input"`` of shape ``[None, width]``,
+float32, or float64 for HistGradientBoosting (whose trees compare in double; see ``trees``);
+classifiers output ``"label"`` ``[N]`` and ``"probabilities"`` ``[N, C]``
 (``zipmap=False``, a plain tensor rather than a list of dicts); regressors output ``"variable"``.
 With text features the graph also takes one string input per text feature (``onnx_text``).
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 from onyxserve.training.errors import ExportError
 from onyxserve.training.export.onnx_text import TextPart, add_text_inputs
+from onyxserve.training.export.trees import TREE_OPS, input_dtype, round_down_thresholds, to_double
 
 INPUT_NAME = "input"
 ESTIMATOR_INPUT = "estimator_input"  # the estimator's own input when text columns join the core's
@@ -29,6 +31,7 @@ class Converted:
     input_width: int
     outputs: dict[str, str]  # served name -> ONNX output name
     opset: int
+    input_dtype: str = "float32"  # of the graph's input (ModelSpec.input_dtype)
 
 
 def convert_estimator(
@@ -69,7 +72,15 @@ def convert_estimator(
         raise ExportError(
             f"estimator {name}: the ONNX graph has outputs {sorted(produced)}, expected {sorted(expected.values())}"
         )
+    dtype = "float32"
+    if any(n.op_type in TREE_OPS for n in model.graph.node):
+        where = f"estimator {name}"
+        dtype = input_dtype(estimator)
+        if dtype == "float64":
+            to_double(model, estimator, ESTIMATOR_INPUT if texts else INPUT_NAME, where)
+        else:
+            round_down_thresholds(model, estimator, where)
     if texts:
-        model = add_text_inputs(model, ESTIMATOR_INPUT, INPUT_NAME, width, texts, order)
+        model = add_text_inputs(model, ESTIMATOR_INPUT, INPUT_NAME, width, texts, order, dtype)
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
-    return Converted(model.SerializeToString(), INPUT_NAME, width, dict(expected), opset)
+    return Converted(model.SerializeToString(), INPUT_NAME, width, dict(expected), opset, dtype)

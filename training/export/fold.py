@@ -55,26 +55,63 @@ INF = math.inf
 
 @dataclass(frozen=True)
 class Chain:
-    """``clip((impute(x) - offset) * scale, low, high)``; ``impute`` is in raw units."""
+    """``clip((impute(x) - offset) / divisor * scale + shift, low, high)``; ``impute`` is in raw
+    units.
+
+    A scaler keeps scikit-learn's own operations while they fit this order (one dividing scaler,
+    then one multiply-add scaler, with clips anywhere): the kernel then computes the pipeline's
+    float64 value bit for bit, so a value on a tree's split threshold goes the same way. Other
+    compositions are folded algebraically into ``offset`` and ``scale`` (``_as_affine``), which
+    can differ from scikit-learn's value by an ulp.
+    """
 
     impute: float | None = None
     offset: float = 0.0
     scale: float = 1.0
     low: float = -INF
     high: float = INF
+    divisor: float = 1.0
+    shift: float = 0.0
+
+    def then_divide(self, m: float, d: float) -> Chain:
+        """Compose ``y -> (y - m) / d`` (StandardScaler, RobustScaler, MaxAbsScaler: ``d > 0``)."""
+        if d > 0 and (self.offset, self.divisor, self.scale, self.shift) == (0.0, 1.0, 1.0, 0.0):
+            # a clip before: clip(x, a, b) - m) / d == clip((x - m) / d, (a - m) / d, (b - m) / d)
+            # exactly, as both operations round monotonically
+            return replace(self, offset=m, divisor=d, low=(self.low - m) / d, high=(self.high - m) / d)
+        return self.then_affine(m, 1.0 / d)
+
+    def then_scale_shift(self, s: float, b: float) -> Chain:
+        """Compose ``y -> y * s + b`` (MinMaxScaler)."""
+        if s > 0 and self.scale == 1.0 and self.shift == 0.0:
+            return replace(self, scale=s, shift=b, low=self.low * s + b, high=self.high * s + b)
+        if s == 0:
+            return replace(self._as_affine(), scale=0.0, low=b, high=b)
+        return self.then_affine(-b / s, s)
+
+    def _as_affine(self) -> Chain:
+        """The same map as ``(x - offset) * scale`` (divisor 1, shift 0), to within rounding."""
+        if self.divisor == 1.0 and self.shift == 0.0:
+            return self
+        if self.scale == 0.0:  # constant: clip(shift, low, high)
+            const = min(max(self.shift, self.low), self.high)
+            return replace(self, divisor=1.0, shift=0.0, low=const, high=const)
+        scale = self.scale / self.divisor
+        return replace(self, offset=self.offset - self.shift / scale, scale=scale, divisor=1.0, shift=0.0)
 
     def then_affine(self, m: float, s: float) -> Chain:
         """Compose ``y -> (y - m) * s`` after this chain."""
+        c = self._as_affine()
         if s > 0:
-            low, high = (self.low - m) * s, (self.high - m) * s
+            low, high = (c.low - m) * s, (c.high - m) * s
         elif s < 0:
-            low, high = (self.high - m) * s, (self.low - m) * s
+            low, high = (c.high - m) * s, (c.low - m) * s
         else:
-            return replace(self, scale=0.0, low=0.0, high=0.0)
-        if self.scale == 0.0:  # constant before: stays constant
-            const = (min(max(0.0, self.low), self.high) - m) * s
-            return replace(self, low=const, high=const)
-        return replace(self, offset=self.offset + m / self.scale, scale=self.scale * s, low=low, high=high)
+            return replace(c, scale=0.0, low=0.0, high=0.0)
+        if c.scale == 0.0:  # constant before: stays constant
+            const = (min(max(0.0, c.low), c.high) - m) * s
+            return replace(c, low=const, high=const)
+        return replace(c, offset=c.offset + m / c.scale, scale=c.scale * s, low=low, high=high)
 
     def then_clip(self, a: float, b: float) -> Chain:
         """Compose ``clip(y, a, b)``: a clamp of a clamp is the clamp of its bounds."""
@@ -85,7 +122,7 @@ class Chain:
         if self.impute is not None:
             return self  # nothing is missing any more
         if self.scale == 0.0:
-            const = min(max(0.0, self.low), self.high)
+            const = min(max(self.shift, self.low), self.high)
             if value != const:
                 raise ExportError(f"step {step}: imputes {value} after a step that makes the column constant")
             return replace(self, impute=self.offset)
@@ -94,7 +131,13 @@ class Chain:
                 f"step {step}: fills {value}, outside the clip range [{self.low}, {self.high}] of an earlier"
                 " step; impute before clipping"
             )
-        return replace(self, impute=value / self.scale + self.offset)
+        return replace(self, impute=(value - self.shift) / self.scale * self.divisor + self.offset)
+
+    def numeric(self, allow_nan: bool, bins: tuple[float, ...] | None = None) -> NumericSpec:
+        return NumericSpec(
+            impute=self.impute, allow_nan=allow_nan, offset=self.offset, scale=self.scale, clip_low=self.low,
+            clip_high=self.high, bins=bins, divisor=self.divisor, shift=self.shift,
+        )
 
 
 @dataclass(frozen=True)
@@ -216,10 +259,11 @@ def _to_chain(col: Col, step: str) -> Chain:
     )
 
 
-def _affine(col: Col, m: float, s: float, step: str) -> Col:
-    if isinstance(col, (Cat, Bin, Crossed)) and m == 0.0 and s == 1.0:
+def _affine(col: Col, compose: Callable[[Chain], Chain], identity: bool, step: str) -> Col:
+    """``compose`` the column's chain with a scaler's map; ``identity``: the map is y -> y."""
+    if isinstance(col, (Cat, Bin, Crossed)) and identity:
         return col
-    return Num(col.feature, _to_chain(col, step).then_affine(float(m), float(s)))
+    return Num(col.feature, compose(_to_chain(col, step)))
 
 
 def _clip(col: Col, a: float, b: float, step: str) -> Col:
@@ -299,24 +343,35 @@ def _imputer(step: SimpleImputer, cols: list[Col], where: str) -> list[Col]:
 
 
 def _scaler(step: Any, cols: list[Col], where: str) -> list[Col]:
+    """Each scaler with scikit-learn's own operations (``transform`` of 1.5+): ``(x - m) / d``
+    for StandardScaler, RobustScaler and MaxAbsScaler, ``x * s + b`` for MinMaxScaler."""
     n = len(cols)
-    if isinstance(step, StandardScaler):
-        m = _per_column(step.mean_, n) if step.mean_ is not None and step.with_mean else np.zeros(n)
-        s = 1.0 / _per_column(step.scale_, n) if step.scale_ is not None and step.with_std else np.ones(n)
-    elif isinstance(step, RobustScaler):
-        m = _per_column(step.center_, n) if step.with_centering else np.zeros(n)
-        s = 1.0 / _per_column(step.scale_, n) if step.with_scaling else np.ones(n)
-    elif isinstance(step, MaxAbsScaler):
-        m, s = np.zeros(n), 1.0 / _per_column(step.scale_, n)
-    else:  # MinMaxScaler: x * scale_ + min_ == (x - (-min_ / scale_)) * scale_
+    if isinstance(step, MinMaxScaler):
         s = _per_column(step.scale_, n)
         if np.any(s == 0):
             raise ExportError(f"step {where}: a zero scale cannot be expressed")
-        m = -_per_column(step.min_, n) / s
-    out = [_affine(c, mi, si, where) for c, mi, si in zip(cols, m, s)]
-    if isinstance(step, MinMaxScaler) and step.clip:
-        lo, hi = step.feature_range
-        out = [_clip(c, lo, hi, where) for c in out]
+        b = _per_column(step.min_, n)
+        out = [
+            _affine(c, lambda ch, si=float(si), bi=float(bi): ch.then_scale_shift(si, bi), si == 1 and bi == 0, where)
+            for c, si, bi in zip(cols, s, b)
+        ]
+        bounds = step.feature_range if step.clip else None
+    else:
+        if isinstance(step, StandardScaler):
+            m = _per_column(step.mean_, n) if step.mean_ is not None and step.with_mean else np.zeros(n)
+            d = _per_column(step.scale_, n) if step.scale_ is not None and step.with_std else np.ones(n)
+        elif isinstance(step, RobustScaler):
+            m = _per_column(step.center_, n) if step.with_centering else np.zeros(n)
+            d = _per_column(step.scale_, n) if step.with_scaling else np.ones(n)
+        else:  # MaxAbsScaler
+            m, d = np.zeros(n), _per_column(step.scale_, n)
+        out = [
+            _affine(c, lambda ch, mi=float(mi), di=float(di): ch.then_divide(mi, di), mi == 0 and di == 1, where)
+            for c, mi, di in zip(cols, m, d)
+        ]
+        bounds = (-1.0, 1.0) if isinstance(step, MaxAbsScaler) and getattr(step, "clip", False) else None
+    if bounds is not None:
+        out = [_clip(c, bounds[0], bounds[1], where) for c in out]
     return out
 
 
@@ -482,7 +537,10 @@ def _column_transformer(ct: ColumnTransformer, cols: list[Col], path: str) -> li
             used[i] = name
         w = weights.get(name)
         if w is not None and w != 1:
-            sub = [_affine(c, 0.0, float(w), f"{where} weight of '{name}'") for c in sub]
+            sub = [
+                _affine(c, lambda ch, w=float(w): ch.then_scale_shift(w, 0.0), False, f"{where} weight of '{name}'")
+                for c in sub
+            ]
         out += sub
     return out
 
@@ -689,8 +747,7 @@ def _features(
             raise ExportError(f"cartesian '{col.feature}' reaches the estimator unencoded; one-hot encode it")
         if isinstance(col, Bin):
             _block(cols, pos, len(col.edges) + 1, "bin")
-            c = col.chain
-            numeric = NumericSpec(c.impute, False, c.offset, c.scale, c.low, c.high, bins=col.edges)
+            numeric = col.chain.numeric(False, col.edges)
             specs.append(FeatureSpec(name=col.feature, type="numeric", column=pos, numeric=numeric))
             pos += len(col.edges) + 1
             continue
@@ -715,14 +772,7 @@ def _features(
                 " OneHotEncoder or OrdinalEncoder for it"
             )
         chain = _to_chain(col, "final")
-        numeric = NumericSpec(
-            impute=chain.impute,
-            allow_nan=chain.impute is None and allow_nan,
-            offset=chain.offset,
-            scale=chain.scale,
-            clip_low=chain.low,
-            clip_high=chain.high,
-        )
+        numeric = chain.numeric(chain.impute is None and allow_nan)
         specs.append(FeatureSpec(name=col.feature, type="numeric", column=pos, numeric=numeric))
         pos += 1
     return specs + _cross_inputs(crosses, seen), tuple(crosses)

@@ -92,12 +92,15 @@ def add_text_inputs(
     core_width: int,
     parts: Sequence[TextPart],
     order: Sequence[int],
+    dtype: str = "float32",
 ) -> Any:
-    """The served graph: ``estimator_model`` (input ``estimator_input``) fed by the core's float
-    input and the text parts. ``order[k]``: where estimator column ``k`` sits in
-    ``concat(core input, part 0, part 1, ...)``."""
+    """The served graph: ``estimator_model`` (input ``estimator_input``) fed by the core's
+    ``dtype`` input and the text parts (cast to it). ``order[k]``: where estimator column ``k``
+    sits in ``concat(core input, part 0, part 1, ...)``."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    elem = TensorProto.DOUBLE if dtype == "float64" else TensorProto.FLOAT
 
     est = estimator_model
     opsets = {o.domain or "": o.version for o in est.opset_import}
@@ -111,9 +114,9 @@ def add_text_inputs(
         inputs += sub.graph.input
         out = sub.graph.output[0]
         name = out.name
-        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
-            nodes.append(helper.make_node("Cast", [name], [f"{name}_f32"], to=TensorProto.FLOAT))
-            name = f"{name}_f32"
+        if out.type.tensor_type.elem_type != elem:
+            nodes.append(helper.make_node("Cast", [name], [f"{name}_cast"], to=elem))
+            name = f"{name}_cast"
         concat_in.append(name)
         for o in sub.opset_import:
             opsets[o.domain or ""] = max(opsets.get(o.domain or "", 0), o.version)
@@ -123,7 +126,7 @@ def add_text_inputs(
     if not identity:
         inits.append(numpy_helper.from_array(np.asarray(order, dtype=np.int64), "text_order"))
         nodes.append(helper.make_node("Gather", [concat_out, "text_order"], [estimator_input], axis=1))
-    core = helper.make_tensor_value_info(core_input, TensorProto.FLOAT, [None, core_width])
+    core = helper.make_tensor_value_info(core_input, elem, [None, core_width])
     graph = helper.make_graph(
         [*nodes, *est.graph.node],
         est.graph.name,

@@ -118,7 +118,7 @@ def compare_values(expected: np.ndarray, served: np.ndarray, rtol: float = VALUE
     if ratio.size == 0 or ratio.max() <= 1.0:
         return None
     row = int(np.argmax(ratio))
-    return Mismatch(row, float(err[row]), float(tol[row]), f"value served {served[row]!r}, expected {expected[row]!r}")
+    return Mismatch(row, float(err[row]), float(tol[row]), f"value served {float(served[row])!r}, expected {float(expected[row])!r}")
 
 
 def compare_labels(
@@ -163,16 +163,19 @@ def check_parity(
     predict: Predict,
     what: str = "sample row",
     expected: Scores | None = None,
+    explain: Callable[[int], str | None] | None = None,
 ) -> ParityReport:
     """Score ``frame`` both ways (``expected``: the pipeline's scores if already computed);
-    ExportError names the worst row, its error and the tolerance."""
+    ExportError names the worst row, its error and the tolerance, and what ``explain(row)``
+    says of it (the split threshold its value sits on, ``explain.split_explainer``)."""
     expected = predict(frame) if expected is None else expected
     served = served_scores(scorer, frame, what)
     bad, report = compare(task, expected, served)
     if bad is not None:
+        why = explain(bad.row) if explain is not None else None
         raise ExportError(
             f"parity check failed on {what} {bad.row}: {bad.detail}; error {bad.error:.3g} exceeds tolerance"
-            f" {bad.tolerance:.3g} ({report.tolerance}); nothing was written"
+            f" {bad.tolerance:.3g} ({report.tolerance}){f'; {why}' if why else ''}; nothing was written"
         )
     return report
 

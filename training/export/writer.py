@@ -37,6 +37,7 @@ from onyxserve.repository.store import (
 from onyxserve.training.errors import ExportError
 from onyxserve.training.export.baseline import compute_baseline
 from onyxserve.training.export.convert import convert_estimator
+from onyxserve.training.export.explain import split_explainer
 from onyxserve.training.export.fold import Split, flatten, split_pipeline
 from onyxserve.training.export.parity import ParityReport, Scores, check_parity, probe_feature, probe_missing
 from sklearn.base import is_classifier
@@ -113,6 +114,7 @@ def export_model(
             input_name=converted.input_name,
             input_width=converted.input_width,
             outputs=converted.outputs,
+            input_dtype=converted.input_dtype,
         ),
         labels=labels,
         created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -121,7 +123,8 @@ def export_model(
     manifest, warnings = _settle_missing(manifest, converted.onnx_bytes, frame, predict)
     scorer = _scorer(manifest, converted.onnx_bytes)
     expected = predict(frame)
-    report = check_parity(task, scorer, frame, predict, expected=expected)
+    explain = split_explainer(estimator, lambda f: _pipeline_input(estimator, f, input_names), scorer, frame, split.order)
+    report = check_parity(task, scorer, frame, predict, expected=expected, explain=explain)
     manifest = replace(
         manifest,
         metrics=_json_safe(dict(metrics or {})),
@@ -293,7 +296,7 @@ def _settle_missing(
     if nudges:
         warnings += (
             f"the imputed value of {', '.join(repr(n) for n in nudges)} sits on a tree split threshold; it is"
-            " served one float32 step to the side scikit-learn's float64 arithmetic puts it on",
+            " served one rounding step to the side scikit-learn's float64 arithmetic puts it on",
         )
     if rejected:
         names = ", ".join(f"'{n}'" for n in rejected[:6]) + (f" and {len(rejected) - 6} more" if len(rejected) > 6 else "")
@@ -307,18 +310,21 @@ def _settle_missing(
 def _nudge_impute(
     manifest: Manifest, onnx_bytes: bytes, frame: pd.DataFrame, predict, index: int
 ) -> FeatureSpec | None:
-    """A folded median often lands exactly on a tree's split threshold (both are midpoints of
-    two training values). scikit-learn then decides by the last bit of its float64 arithmetic,
-    while the core's float32 output equals the float32 threshold and always goes left. Try the
-    float32 neighbours of the normalized imputed value; keep the one the NaN probe accepts."""
+    """A folded imputed value can land exactly on a tree's split threshold (a median and a
+    threshold are both midpoints of two training values). Imputed before the scaler, the core
+    computes scikit-learn's value bit for bit and this is not needed; imputed after it, the fill
+    is moved back to raw units, off by an ulp, and scikit-learn's side of the threshold depends on
+    that ulp. Try the neighbours of the normalized imputed value in the model's input dtype; keep
+    the one the NaN probe accepts."""
     f = manifest.features[index]
     s = f.numeric
-    served = np.float32(np.clip((s.impute - s.offset) * s.scale, s.clip_low, s.clip_high))
+    dtype = np.dtype(manifest.model.input_dtype).type
+    served = dtype(s.normalized(s.impute))
     for direction in (np.inf, -np.inf):
-        target = float(np.nextafter(served, np.float32(direction)))
-        candidate = replace(f, numeric=replace(s, impute=target / s.scale + s.offset))
-        c = candidate.numeric
-        if np.float32(np.clip((c.impute - c.offset) * c.scale, c.clip_low, c.clip_high)) != np.float32(target):
+        target = float(np.nextafter(served, dtype(direction)))
+        raw = (target - s.shift) / s.scale * s.divisor + s.offset if s.scale else s.impute
+        candidate = replace(f, numeric=replace(s, impute=raw))
+        if dtype(candidate.numeric.normalized(raw)) != dtype(target):
             continue  # the inverse did not land on the neighbour (clipped, or scale 0)
         trial = replace(manifest, features=(*manifest.features[:index], candidate, *manifest.features[index + 1 :]))
         if probe_feature(manifest.task, _scorer(trial, onnx_bytes), frame, predict, f.name) is None:

@@ -49,11 +49,11 @@ def test_server_health_and_metadata(client):
 def test_model_metadata_names_inputs_and_outputs(client):
     meta = client.get_model_metadata("fraud")
     assert meta.versions == ["1"]
-    assert [(i.name, i.datatype, list(i.shape)) for i in meta.inputs] == [("input", "FP32", [-1, 30])]
+    assert [(i.name, i.datatype, list(i.shape)) for i in meta.inputs] == [("input", "FP64", [-1, 30])]
     assert [(o.name, o.datatype) for o in meta.outputs] == [("label", "INT64"), ("probabilities", "FP32")]
     price = client.get_model_metadata("price")
     assert [(i.name, i.datatype) for i in price.inputs] == [
-        ("area", "FP32"), ("rooms", "FP32"), ("age", "FP32"), ("city", "BYTES")
+        ("area", "FP64"), ("rooms", "FP64"), ("age", "FP64"), ("city", "BYTES")
     ]
     assert [(o.name, o.datatype) for o in price.outputs] == [("value", "FP32")]
 

@@ -79,7 +79,7 @@ def test_reused_batch_matrix_is_fully_rewritten(model_repo, files):
     root, _ = model_repo
     d, _, _, _ = files
     scorer = load_version(root / "fraud" / "1", intra_op_threads=1)
-    scratch = Scratch(scorer.manifest.model.input_width)
+    scratch = Scratch(scorer.manifest.model)
     reader = open_source(d / "fraud.parquet", chunk_rows=1000, columns=list(scorer.manifest.feature_names))
     chunks = list(reader.chunks())
     assert len({c.n_rows for c in chunks}) > 1  # row groups of 700: chunks of 700 and less

@@ -127,8 +127,8 @@ def test_manifest_contents(tmp_path):
     age = m.features[CLIENT_ORDER.index("age")]
     scaler = pipeline.named_steps["pre"].named_transformers_["num"][-1]
     assert age.numeric.impute == pytest.approx(np.nanmedian(mixed_frame()["age"]))
-    assert age.numeric.offset == pytest.approx(scaler.mean_[0])
-    assert age.numeric.scale == pytest.approx(1 / scaler.scale_[0])
+    # StandardScaler's own operations, (x - mean_) / scale_, not the reciprocal folded in
+    assert (age.numeric.offset, age.numeric.divisor, age.numeric.scale) == (scaler.mean_[0], scaler.scale_[0], 1.0)
     assert age.numeric.allow_nan is False
     color = m.features[CLIENT_ORDER.index("color")]
     assert color.categorical.categories == ("blue", "green", "red", "teal")
@@ -214,8 +214,9 @@ def test_explicit_version_and_existing_config_kept(tmp_path):
 
 def test_median_on_a_tree_threshold_is_served_on_sklearns_side(tmp_path):
     """An even-count median of integers (24.5) is also the split threshold HistGradientBoosting
-    learns between 24 and 25; scikit-learn's float64 scaling puts it one bit to the right, the
-    core's float32 would tie and go left. The export serves it one float32 step to the right."""
+    learns between 24 and 25. The core computes scikit-learn's float64 scaling of it bit for bit
+    and the graph compares in double, so it goes scikit-learn's way without being nudged (a
+    float32 graph tied and went left: the export used to serve it one float32 step aside)."""
     from onyxserve.training.fit.train import export_trained, train_model
 
     from tests.training.fit.train_data import mixed_datasource
@@ -223,7 +224,8 @@ def test_median_on_a_tree_threshold_is_served_on_sklearns_side(tmp_path):
     ds = mixed_datasource(tmp_path, "binary")
     result = train_model(ds, algorithm="gradient_boosting", recipe={"features": {"note": "drop"}})
     exported = export_trained(result, name="hgb", repository=tmp_path / "repo")
-    assert any("sits on a tree split threshold" in w for w in exported.warnings)
+    assert exported.manifest.model.input_dtype == "float64"
+    assert not any("sits on a tree split threshold" in w for w in exported.warnings)
     rows = result.prepared.X_eval.head(20).copy()
     rows["count"] = np.nan
     scorer = load_version(exported.path)

@@ -170,8 +170,9 @@ def test_servable_recipe_exports_with_parity(tmp_path, mixed_ds, algorithm):
     clipper = result.pipeline[0].named_transformers_["numeric_1"].named_steps["clip"]
     lo, hi = clipper.kw_args["a_min"][0], clipper.kw_args["a_max"][0]
     amount = features["amount"].numeric  # the fitted clip bounds, carried through min-max
-    assert amount.clip_low == pytest.approx((lo - amount.offset) * amount.scale)
-    assert amount.clip_high == pytest.approx((hi - amount.offset) * amount.scale)
+    # (min-max kept as scikit-learn computes it, x * scale_ + min_: the bounds exactly so)
+    assert amount.clip_low == (lo - amount.offset) / amount.divisor * amount.scale + amount.shift
+    assert amount.clip_high == (hi - amount.offset) / amount.divisor * amount.scale + amount.shift
     assert np.isfinite(amount.clip_low) and np.isfinite(amount.clip_high)
     assert features["merchant"].categorical.categories == ("cafe", "fuel", "grocer", "none", "travel")
     rows = result.prepared.X_eval.copy()
