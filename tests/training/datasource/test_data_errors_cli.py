@@ -35,7 +35,7 @@ def test_datasource_create_names_the_row_of_a_malformed_file(tmp_path):
         onyxserve("datasource", "create", path, "--out", tmp_path / "r.json"),
         str(path), "row 199", "expected 3 fields, found 4",
     )
-    assert line.startswith("datasource: ")
+    assert line.startswith("onyxserve datasource: ")
     latin = tmp_path / "latin.csv"
     frame = lengths()
     frame["city"] = "lima"
