@@ -14,14 +14,12 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-import numpy as np
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
-from onyxserve.protos import v2bytes
-from onyxserve.server.dataplane import DataPlane, InferResult
+from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import client_error
+from onyxserve.server.grpc.codec import decode_grpc_inputs, encode_outputs
 from onyxserve.server.models.served import PLATFORM, ServedModel
-from onyxserve.server.tensors import decode_grpc_inputs
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +36,6 @@ def _map_errors(method: Callable) -> Callable:
             await context.abort(error.status, error.message)
 
     return wrapper
-
-
-def encode_outputs(result: InferResult, response: pb.ModelInferResponse) -> None:
-    """Append each output as tensor metadata + raw_output_contents."""
-    info = result.model.output_types
-    for name, array in result.outputs.items():
-        datatype = info[name]
-        if datatype == "BYTES":
-            raw = v2bytes.encode(str(v) for v in array.reshape(-1))
-        elif datatype == "INT64":
-            raw = np.ascontiguousarray(array, dtype="<i8").tobytes()
-        else:
-            raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        response.raw_output_contents.append(raw)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 from aiohttp import web
 from onyxserve.server import metrics
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import InvalidInput, client_error
 from onyxserve.server.models.served import PLATFORM
-from onyxserve.server.tensors import tensor_from_json
+from onyxserve.server.rest.codec import decode_request, encode_response
 
 log = logging.getLogger(__name__)
 DATAPLANE = web.AppKey("dataplane", DataPlane)
@@ -73,33 +72,14 @@ async def model_metadata(request: web.Request) -> web.Response:
     })
 
 
-def _json_value(array: np.ndarray, datatype: str) -> list:
-    if datatype == "BYTES":
-        return [str(v) for v in array.reshape(-1)]
-    return array.reshape(-1).tolist()
-
-
 async def infer(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput("request body is not valid JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
-        raise InvalidInput("request body needs an 'inputs' list")
-    tensors = [tensor_from_json(entry) for entry in body["inputs"]]
-    requested = [o.get("name", "") for o in body.get("outputs", []) if isinstance(o, dict)]
+    tensors, requested = decode_request(body)
     result = await _dp(request).infer(request.match_info["name"], _version(request), tensors, requested)
-    types = result.model.output_types
-    outputs = [
-        {"name": name, "datatype": types[name], "shape": list(array.shape), "data": _json_value(array, types[name])}
-        for name, array in result.outputs.items()
-    ]
-    return web.json_response({
-        "model_name": result.model.name,
-        "model_version": result.model.version,
-        "id": body.get("id", ""),
-        "outputs": outputs,
-    })
+    return web.json_response(encode_response(result, body.get("id", "")))
 
 
 async def shadow_report(request: web.Request) -> web.Response:
