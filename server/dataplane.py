@@ -1,7 +1,9 @@
 """The protocol-agnostic server: what gRPC and REST both do, in one place.
 
 Transports decode their wire format into ``Tensor`` lists and encode ``InferResult`` back;
-everything else (model lookup, validation, batching, outcome metrics) happens here.
+everything else (model lookup, validation, batching, outcome metrics, repository control,
+stages, drift and shadow reports) happens here. A transport calls only this class: never the
+repository, the shadow mirror or the drift monitors behind it.
 """
 
 from __future__ import annotations
@@ -9,9 +11,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
-from onyxserve.server.errors import InvalidInput, OnyxError, ShuttingDown
+from onyxserve.server.drift.report import build_report
+from onyxserve.server.errors import FeatureDisabled, InvalidInput, OnyxError, ShuttingDown
 from onyxserve.server.models.manager import ModelRepository, VersionState
 from onyxserve.server.models.served import ServedModel
 from onyxserve.server.shadow.mirror import ShadowMirror
@@ -27,6 +31,15 @@ EXTENSIONS = ("model_repository", "statistics", "model_configuration", "binary_t
 class InferResult:
     model: ServedModel
     outputs: dict[str, np.ndarray]  # requested outputs only, in the model's output order
+
+
+@dataclass(frozen=True)
+class ModelConfigInfo:
+    """What ModelConfig reports beyond the version's own config: the roles it serves in."""
+
+    model: ServedModel
+    stages: tuple[str, ...]  # registry stages this version serves as, e.g. ("production",)
+    shadow_version: str | None  # production only: the version its answered requests are mirrored to
 
 
 class DataPlane:
@@ -63,8 +76,30 @@ class DataPlane:
     def model_versions(self, name: str) -> list[str]:
         return self.repository.versions(name)
 
+    def model_config(self, name: str, version: str = "") -> ModelConfigInfo:
+        """The version and the registry roles it serves in (ModelConfig)."""
+        model = self.repository.get(name, version)
+        stages = self.repository.stages_of(model.name, model.version)
+        shadow = self.shadow.target(model.name, model) if "production" in stages else None
+        return ModelConfigInfo(model, stages, None if shadow is None else shadow.version)
+
+    def statistics_models(self, name: str = "", version: str = "") -> list[ServedModel]:
+        """The versions ModelStatistics reports on: the one asked for, or every serving one."""
+        if name:
+            return [self.repository.get(name, version)]
+        return self.repository.ready_models()
+
+    # ---- the repository extension ----
+
     def repository_index(self) -> list[VersionState]:
         return self.repository.index()
+
+    async def load_model(self, name: str) -> None:
+        """Explicit load (or reload); RepositoryError says why when nothing of it serves."""
+        await self.repository.load(name)
+
+    async def unload_model(self, name: str) -> None:
+        await self.repository.unload(name)
 
     # ---- inference ----
 
@@ -111,6 +146,24 @@ class DataPlane:
             self.shadow.mirror(model, shadow, block, tensors, every_output)
         return InferResult(model, outputs)
 
-    def shadow_report(self, name: str) -> dict:
+    # ---- reports ----
+
+    def shadow_report(self, name: str) -> dict[str, Any]:
+        """How ``name``'s shadow version compares with production on mirrored traffic."""
         return self.shadow.report(name)
+
+    def drift_report(
+        self, name: str, version: str = "", psi_threshold: float | str | None = None
+    ) -> dict[str, Any]:
+        """The version's drift report; ``psi_threshold`` (a number, or its text as a query
+        parameter gives it) overrides the server's setting. Checked after the model, so an
+        unknown model or drift being off is what a client hears first."""
+        model = self.repository.get(name, version)
+        if model.drift is None:
+            raise FeatureDisabled("drift monitoring is off on this server (setting drift / ONYXSERVE_DRIFT)")
+        try:
+            threshold = float(psi_threshold) if psi_threshold is not None else None
+        except ValueError:
+            raise InvalidInput(f"psi_threshold must be a number, got {psi_threshold!r}") from None
+        return build_report(model.drift, threshold)
 

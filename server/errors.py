@@ -6,7 +6,12 @@ else is INTERNAL with a generic message, and its traceback goes to the log only.
 
 from __future__ import annotations
 
+import logging
+
 import grpc
+
+# What a client is told about an error that is not an OnyxError: the details stay in the log.
+INTERNAL_MESSAGE = "internal error; see the server log"
 
 
 class OnyxError(Exception):
@@ -57,7 +62,16 @@ class RepositoryError(OnyxError):
     http_status = 400
 
 
+class FeatureDisabled(OnyxError):
+    """A feature switched off by a server setting; the message names the setting."""
+
+    status = grpc.StatusCode.NOT_FOUND
+    http_status = 404
+
+
 class InternalError(OnyxError):
+    """Anything unexpected, as a client sees it (``client_error``)."""
+
     status = grpc.StatusCode.INTERNAL
     http_status = 500
 
@@ -71,5 +85,17 @@ ALL_ERRORS: tuple[type[OnyxError], ...] = (
     DeadlineExpired,
     ShuttingDown,
     RepositoryError,
+    FeatureDisabled,
     InternalError,
 )
+
+
+def client_error(exc: Exception, log: logging.Logger, where: str) -> OnyxError:
+    """The error a client is answered with for ``exc``, logged once. An OnyxError is itself
+    (one line, no traceback); anything else is InternalError with ``INTERNAL_MESSAGE`` and
+    its traceback goes to the log only. Both transports map through this."""
+    if isinstance(exc, OnyxError):
+        log.info("%s: %s %s", where, exc.status.name, exc.message)
+        return exc
+    log.error("%s failed", where, exc_info=exc)
+    return InternalError(INTERNAL_MESSAGE)

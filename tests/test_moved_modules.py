@@ -47,6 +47,10 @@ def test_every_new_path_exists():
         ("onyxserve.training.recipe", "MISSING_CATEGORY", "onyxserve.training.recipe.spec"),
         ("onyxserve.server.drift", "psi", "onyxserve.server.drift.report"),
         ("onyxserve.server.shadow", "ShadowMirror", "onyxserve.server.shadow.mirror"),
+        # not a package, but its wire codecs moved to the transports
+        ("onyxserve.server.tensors", "decode_grpc_inputs", "onyxserve.server.grpc.codec"),
+        ("onyxserve.server.tensors", "decode_raw", "onyxserve.server.grpc.codec"),
+        ("onyxserve.server.tensors", "tensor_from_json", "onyxserve.server.rest.codec"),
     ],
 )
 def test_a_package_that_replaced_a_module_answers_its_old_names(package, name, home):

@@ -1,8 +1,9 @@
 """The V2 GRPCInferenceService: a thin translation between protobuf and the dataplane.
 
-Errors are mapped to gRPC status in one place, ``_map_errors``: an ``OnyxError`` becomes its
-own status with its message (logged without a traceback); anything else is INTERNAL with a
-generic message, its traceback in the log.
+Errors are mapped to gRPC status in one place, ``_map_errors`` (the stream answers them as
+``error_message``), both through ``errors.client_error``: an ``OnyxError`` becomes its own
+status with its message (logged without a traceback); anything else is INTERNAL with a generic
+message, its traceback in the log.
 """
 
 from __future__ import annotations
@@ -13,19 +14,16 @@ import logging
 from collections.abc import AsyncIterator, Callable
 
 import grpc
-import numpy as np
 from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
-from onyxserve.protos import v2bytes
-from onyxserve.server.dataplane import DataPlane, InferResult
-from onyxserve.server.errors import OnyxError
+from onyxserve.server.dataplane import DataPlane
+from onyxserve.server.errors import client_error
+from onyxserve.server.grpc.codec import decode_grpc_inputs, encode_outputs
 from onyxserve.server.models.served import PLATFORM, ServedModel
-from onyxserve.server.tensors import decode_grpc_inputs
 
 log = logging.getLogger(__name__)
 
 _V2_TO_CONFIG_TYPE = {"FP32": pb.TYPE_FP32, "FP64": pb.TYPE_FP64, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING}
-_INTERNAL = "internal error; see the server log"
 
 
 def _map_errors(method: Callable) -> Callable:
@@ -33,31 +31,11 @@ def _map_errors(method: Callable) -> Callable:
     async def wrapper(self, request, context: grpc.aio.ServicerContext):
         try:
             return await method(self, request, context)
-        except OnyxError as exc:
-            log.info("%s: %s %s", method.__name__, exc.status.name, exc.message)
-            await context.abort(exc.status, exc.message)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("%s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, _INTERNAL)
+        except Exception as exc:  # CancelledError is a BaseException: it passes through
+            error = client_error(exc, log, method.__name__)
+            await context.abort(error.status, error.message)
 
     return wrapper
-
-
-def encode_outputs(result: InferResult, response: pb.ModelInferResponse) -> None:
-    """Append each output as tensor metadata + raw_output_contents."""
-    info = result.model.output_types
-    for name, array in result.outputs.items():
-        datatype = info[name]
-        if datatype == "BYTES":
-            raw = v2bytes.encode(str(v) for v in array.reshape(-1))
-        elif datatype == "INT64":
-            raw = np.ascontiguousarray(array, dtype="<i8").tobytes()
-        else:
-            raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        response.raw_output_contents.append(raw)
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
@@ -118,14 +96,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         async def one(request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
                 return pb.ModelStreamInferResponse(infer_response=await self._infer(request, None))
-            except OnyxError as exc:
-                return pb.ModelStreamInferResponse(
-                    error_message=f"{exc.status.name}: {exc.message}",
-                    infer_response=pb.ModelInferResponse(model_name=request.model_name, id=request.id),
-                )
-            except Exception:
-                log.exception("stream request failed")
-                return pb.ModelStreamInferResponse(error_message=f"INTERNAL: {_INTERNAL}")
+            except Exception as exc:
+                error = client_error(exc, log, "ModelStreamInfer")
+                message = f"{error.status.name}: {error.message}"
+                if error is not exc:  # internal: answered without naming the request, as always
+                    return pb.ModelStreamInferResponse(error_message=message)
+                named = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+                return pb.ModelStreamInferResponse(error_message=message, infer_response=named)
 
         def finished(task: asyncio.Task) -> None:
             pending.discard(task)
@@ -157,8 +134,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_map_errors
     async def ModelConfig(self, request, context):
-        model = self.dataplane.model(request.name, request.version)
-        config = model.config
+        info = self.dataplane.model_config(request.name, request.version)
+        model, config = info.model, info.model.config
         msg = pb.ModelConfig(
             name=model.name, platform=PLATFORM, backend="onyxserve", max_batch_size=config.max_batch_size
         )
@@ -174,24 +151,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         msg.parameters["task"].string_value = model.manifest.task
         msg.parameters["features"].string_value = ",".join(model.manifest.feature_names)
-        stages = self.dataplane.repository.stages_of(model.name, model.version)
-        if stages:  # the registry stages this version serves as, e.g. "production"
-            msg.parameters["stage"].string_value = ",".join(stages)
-        shadow = self.dataplane.shadow.target(model.name, model) if "production" in stages else None
-        if shadow is not None:  # requests production answers are mirrored to this version
-            msg.parameters["shadow_version"].string_value = shadow.version
+        if info.stages:  # the registry stages this version serves as, e.g. "production"
+            msg.parameters["stage"].string_value = ",".join(info.stages)
+        if info.shadow_version is not None:  # requests production answers are mirrored to this version
+            msg.parameters["shadow_version"].string_value = info.shadow_version
         if model.threshold is not None:  # binary: the label is positive iff P(positive) >= it
             msg.parameters["threshold"].string_value = repr(model.threshold)
         return pb.ModelConfigResponse(config=msg)
 
     @_map_errors
     async def ModelStatistics(self, request, context):
-        if request.name:
-            models = [self.dataplane.model(request.name, request.version)]
-        else:
-            models = self.dataplane.repository.ready_models()
         response = pb.ModelStatisticsResponse()
-        for model in models:
+        for model in self.dataplane.statistics_models(request.name, request.version):
             response.model_stats.append(_statistics(model))
         return response
 
@@ -206,12 +177,12 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_map_errors
     async def RepositoryModelLoad(self, request, context):
-        await self.dataplane.repository.load(request.model_name)
+        await self.dataplane.load_model(request.model_name)
         return pb.RepositoryModelLoadResponse()
 
     @_map_errors
     async def RepositoryModelUnload(self, request, context):
-        await self.dataplane.repository.unload(request.model_name)
+        await self.dataplane.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 from aiohttp import web
 from onyxserve.server import metrics
 from onyxserve.server.dataplane import DataPlane
-from onyxserve.server.drift.report import build_report
-from onyxserve.server.errors import InvalidInput, OnyxError
+from onyxserve.server.errors import InvalidInput, client_error
 from onyxserve.server.models.served import PLATFORM
-from onyxserve.server.tensors import tensor_from_json
+from onyxserve.server.rest.codec import decode_request, encode_response
 
 log = logging.getLogger(__name__)
 DATAPLANE = web.AppKey("dataplane", DataPlane)
@@ -27,14 +25,11 @@ def _error(status: int, message: str) -> web.Response:
 async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
-    except OnyxError as exc:
-        log.info("%s %s: %s", request.method, request.path, exc.message)
-        return _error(exc.http_status, exc.message)
-    except web.HTTPException:
+    except web.HTTPException:  # aiohttp's own answers (unknown route, body too large)
         raise
-    except Exception:
-        log.exception("%s %s failed", request.method, request.path)
-        return _error(500, "internal error; see the server log")
+    except Exception as exc:
+        error = client_error(exc, log, f"{request.method} {request.path}")
+        return _error(error.http_status, error.message)
 
 
 def _dp(request: web.Request) -> DataPlane:
@@ -77,33 +72,14 @@ async def model_metadata(request: web.Request) -> web.Response:
     })
 
 
-def _json_value(array: np.ndarray, datatype: str) -> list:
-    if datatype == "BYTES":
-        return [str(v) for v in array.reshape(-1)]
-    return array.reshape(-1).tolist()
-
-
 async def infer(request: web.Request) -> web.Response:
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput("request body is not valid JSON") from None
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
-        raise InvalidInput("request body needs an 'inputs' list")
-    tensors = [tensor_from_json(entry) for entry in body["inputs"]]
-    requested = [o.get("name", "") for o in body.get("outputs", []) if isinstance(o, dict)]
+    tensors, requested = decode_request(body)
     result = await _dp(request).infer(request.match_info["name"], _version(request), tensors, requested)
-    types = result.model.output_types
-    outputs = [
-        {"name": name, "datatype": types[name], "shape": list(array.shape), "data": _json_value(array, types[name])}
-        for name, array in result.outputs.items()
-    ]
-    return web.json_response({
-        "model_name": result.model.name,
-        "model_version": result.model.version,
-        "id": body.get("id", ""),
-        "outputs": outputs,
-    })
+    return web.json_response(encode_response(result, body.get("id", "")))
 
 
 async def shadow_report(request: web.Request) -> web.Response:
@@ -120,26 +96,21 @@ async def repository_index(request: web.Request) -> web.Response:
 
 
 async def repository_load(request: web.Request) -> web.Response:
-    await _dp(request).repository.load(request.match_info["name"])
+    await _dp(request).load_model(request.match_info["name"])
     return web.json_response({})
 
 
 async def repository_unload(request: web.Request) -> web.Response:
-    await _dp(request).repository.unload(request.match_info["name"])
+    await _dp(request).unload_model(request.match_info["name"])
     return web.json_response({})
 
 
 async def drift_report(request: web.Request) -> web.Response:
     """The version's drift report (see server/drift/report.py); ?psi_threshold= overrides the setting."""
-    model = _dp(request).model(request.match_info["name"], _version(request))
-    if model.drift is None:
-        return _error(404, "drift monitoring is off on this server (setting drift / ONYXSERVE_DRIFT)")
-    threshold = request.query.get("psi_threshold")
-    try:
-        value = float(threshold) if threshold is not None else None
-    except ValueError:
-        raise InvalidInput(f"psi_threshold must be a number, got {threshold!r}") from None
-    return web.json_response(build_report(model.drift, value))
+    report = _dp(request).drift_report(
+        request.match_info["name"], _version(request), request.query.get("psi_threshold")
+    )
+    return web.json_response(report)
 
 
 async def prometheus(request: web.Request) -> web.Response:
