@@ -6,7 +6,7 @@ next request. ``test_every_onyx_error_has_a_case`` fails when an OnyxError subcl
 
 The repository holds the fraud pipeline under several names, each set up to fail one way:
 ``broken`` (its ONNX file changed after export), ``faulty`` (a graph ONNX Runtime refuses to
-run on more than one row: the unexpected exception inside inference), ``full`` and ``held``
+run on a value above 1e3: the unexpected exception inside inference), ``full`` and ``held``
 (a lone request waits in a one-place queue for a fuller batch) and ``late`` (its queue deadline
 is shorter than that wait). Nothing is mocked.
 """
@@ -46,20 +46,33 @@ WAIT_S = 30.0  # bound on any one answer; no case needs more than about a second
 # ---- the repository ----
 
 
-def run_only_one_row(version_dir: Path) -> None:
+def fail_on_huge_values(version_dir: Path) -> None:
     """Rewrite the version's graph so that ONNX Runtime fails at run time (not at load) on a
-    batch of more than one row: its input goes through Reshape([1, width]) first. The manifest
-    gets the new file's sha256, so the version loads like any other."""
+    batch holding a normalized value above 1e3: a Gather whose index is 1 then, out of the
+    bounds of its one-element table. The failure follows the values, not the batch shape
+    (the scorer may pad one-row batches). The manifest gets the new file's sha256, so the
+    version loads like any other."""
     manifest_path = version_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     model = onnx.load(version_dir / manifest["model"]["file"])
     graph, source = model.graph, manifest["model"]["input_name"]
-    reshaped = f"{source}_one_row"
+    dtype = np.float64 if manifest["model"].get("input_dtype") == "float64" else np.float32
+    checked = f"{source}_checked"
     for node in graph.node:
-        node.input[:] = [reshaped if name == source else name for name in node.input]
-    width = np.array([1, manifest["model"]["input_width"]], dtype=np.int64)
-    graph.initializer.append(numpy_helper.from_array(width, "one_row_shape"))
-    graph.node.insert(0, helper.make_node("Reshape", [source, "one_row_shape"], [reshaped]))
+        node.input[:] = [checked if name == source else name for name in node.input]
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(1e3, dtype), "huge"),
+        numpy_helper.from_array(np.zeros(1, dtype), "one_zero"),
+    ])
+    checks = [
+        helper.make_node("ReduceMax", [source], ["largest"], keepdims=0),
+        helper.make_node("Greater", ["largest", "huge"], ["is_huge"]),
+        helper.make_node("Cast", ["is_huge"], ["index"], to=onnx.TensorProto.INT64),
+        helper.make_node("Gather", ["one_zero", "index"], ["zero"]),  # index 1: out of bounds
+        helper.make_node("Add", [source, "zero"], [checked]),
+    ]
+    for position, node in enumerate(checks):  # protobuf's repeated field: no slice assignment
+        graph.node.insert(position, node)
     data = model.SerializeToString()
     (version_dir / manifest["model"]["file"]).write_bytes(data)
     manifest["model"]["sha256"] = sha256_bytes(data)
@@ -85,7 +98,7 @@ def error_repo(tmp_path_factory) -> Path:
         export_model(pipeline, name=name, repository=root, sample=X.iloc[:50])
     onnx_file = root / "broken" / "1" / "model.onnx"
     onnx_file.write_bytes(onnx_file.read_bytes()[:-8] + b"tampered")
-    run_only_one_row(root / "faulty" / "1")
+    fail_on_huge_values(root / "faulty" / "1")
     for name, config in QUEUE_CONFIGS.items():
         (root / name / "config.json").write_text(json.dumps(config))
     return root
@@ -324,7 +337,7 @@ CASES = [
          lambda server, t: t.drift("fraud"), transports=("rest",),
          not_exposed={"grpc": "the drift report is REST-only (V2 gRPC has no such method)", "stream": NOT_INFER}),
     Case(errors.InternalError, "ONNX Runtime raises", "INTERNAL", 500, INTERNAL_WORDS,
-         infer(Infer("faulty", np.zeros((2, 30), np.float32))), then=Infer("faulty"),
+         infer(Infer("faulty", np.full((2, 30), 1e9, np.float32))), then=Infer("faulty"),
          logged=("faulty/1",)),
 ]
 
