@@ -19,7 +19,7 @@ from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import client_error
 from onyxserve.server.grpc.codec import decode_grpc_inputs, encode_outputs
-from onyxserve.server.models.served import PLATFORM, ServedModel
+from onyxserve.server.models.served import MISSING_VALUE, PLATFORM, ServedModel
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             msg.parameters["stage"].string_value = ",".join(info.stages)
         if info.shadow_version is not None:  # requests production answers are mirrored to this version
             msg.parameters["shadow_version"].string_value = info.shadow_version
+        for datatype in sorted({t.datatype for t in model.inputs} & MISSING_VALUE.keys()):
+            msg.parameters[f"missing_{datatype.lower()}"].string_value = MISSING_VALUE[datatype]
         if model.threshold is not None:  # binary: the label is positive iff P(positive) >= it
             msg.parameters["threshold"].string_value = repr(model.threshold)
         return pb.ModelConfigResponse(config=msg)

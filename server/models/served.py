@@ -21,6 +21,11 @@ from onyxserve.server.tensors import Tensor
 PLATFORM = "onnxruntime_onnx"
 
 
+# How a client sends a missing value, per input datatype: shown in ModelConfig's parameters and
+# REST metadata because V2's ModelMetadata has no field for it (README: precision and missing values).
+MISSING_VALUE = {"FP64": "NaN (null in REST JSON)", "BYTES": 'the empty string ""'}
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str

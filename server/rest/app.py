@@ -10,7 +10,7 @@ from aiohttp import web
 from onyxserve.server import metrics
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import InvalidInput, client_error
-from onyxserve.server.models.served import PLATFORM
+from onyxserve.server.models.served import MISSING_VALUE, PLATFORM
 from onyxserve.server.rest.codec import decode_request, encode_response
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,14 @@ async def model_ready(request: web.Request) -> web.Response:
 async def model_metadata(request: web.Request) -> web.Response:
     dp = _dp(request)
     model = dp.model(request.match_info["name"], _version(request))
-    describe = lambda ts: [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts]  # noqa: E731
+    describe = lambda t: {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}  # noqa: E731
+    # inputs also say how to send a missing value (an extension field V2 clients ignore)
     return web.json_response({
         "name": model.name,
         "versions": dp.model_versions(model.name),
         "platform": PLATFORM,
-        "inputs": describe(model.inputs),
-        "outputs": describe(model.outputs),
+        "inputs": [describe(t) | {"parameters": {"missing": MISSING_VALUE[t.datatype]}} for t in model.inputs],
+        "outputs": [describe(t) for t in model.outputs],
     })
 
 

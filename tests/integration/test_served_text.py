@@ -89,3 +89,18 @@ def test_rest_infer_takes_text_as_json_strings(text_server):
     assert status == 200, answer
     proba = next(o for o in answer["outputs"] if o["name"] == "probabilities")
     np.testing.assert_allclose(np.reshape(proba["data"], (6, 2)), pipe.predict_proba(frame), atol=1e-5, rtol=0)
+
+
+def test_model_config_and_rest_metadata_say_how_to_send_missing_values(text_server):
+    import json
+    import urllib.request
+
+    client, _, server = text_server
+    params = client.get_model_config("notes").config.parameters
+    assert params["missing_fp64"].string_value == "NaN (null in REST JSON)"
+    assert params["missing_bytes"].string_value == 'the empty string ""'
+    with urllib.request.urlopen(f"{server.http_url}/v2/models/notes", timeout=10) as response:
+        inputs = {i["name"]: i for i in json.load(response)["inputs"]}
+    assert inputs["amount"]["parameters"]["missing"].startswith("NaN")
+    assert inputs["note"]["parameters"]["missing"] == 'the empty string ""'
+    assert {i["datatype"] for i in inputs.values()} == {"FP64", "BYTES"}
