@@ -29,7 +29,7 @@ LABEL_COLUMNS = frozenset({"Class", "class", "label", "target", "y"})
 @dataclass(frozen=True)
 class Feature:
     name: str
-    datatype: str = "FP32"  # V2 datatype when sent on its own; "BYTES" for categorical
+    datatype: str = "FP64"  # V2 datatype when sent on its own (what ModelMetadata advertises); "BYTES" for categorical
 
     @property
     def numeric(self) -> bool:
@@ -96,7 +96,7 @@ def fetch_interface(target: str, model: str, version: str = "", timeout_s: float
 def _parse_column(name: str, values: Sequence[str]) -> tuple[Feature, np.ndarray | list[str]]:
     """Numeric if every non-empty value parses as a float (empty -> NaN), else BYTES."""
     try:
-        return Feature(name, "FP32"), np.array([float(v) if v != "" else math.nan for v in values])
+        return Feature(name, "FP64"), np.array([float(v) if v != "" else math.nan for v in values])
     except ValueError:
         return Feature(name, "BYTES"), [str(v) for v in values]
 
@@ -224,7 +224,7 @@ def from_manifest(
             scale.append(1.0)
         else:
             spec = f.numeric
-            features.append(Feature(f.name, "FP32"))
+            features.append(Feature(f.name, "FP64"))
             # normalized = (x - offset) * scale ~ N(0, 1)  =>  x = offset + z / scale
             s = spec.scale if spec is not None and spec.scale not in (0.0,) else 1.0
             loc.append(spec.offset if spec is not None else 0.0)

@@ -102,7 +102,7 @@ def test_rows_from_jsonl_with_a_categorical(tmp_path):
     path = tmp_path / "rows.jsonl"
     path.write_text('{"amount": 3.0, "country": "FR"}\n{"amount": 4.0, "country": "DE"}\n')
     work = wl.from_file(path)
-    assert [(f.name, f.datatype) for f in work.features] == [("amount", "FP32"), ("country", "BYTES")]
+    assert [(f.name, f.datatype) for f in work.features] == [("amount", "FP64"), ("country", "BYTES")]
     pool = build_pool(work, "m", "", RequestForm(per_feature=True))
     assert decode_request(pool[1])[1]["country"] == [b"DE"]
 
@@ -150,7 +150,7 @@ def test_rows_from_a_manifest(tmp_path):
     path.write_text(json.dumps(manifest))
     work = wl.from_manifest(path, rows=4000, seed=0)
     assert [(f.name, f.datatype) for f in work.features] == [
-        ("amount", "FP32"),
+        ("amount", "FP64"),
         ("country", "BYTES"),
         ("memo", "BYTES"),  # text: sentences, since the manifest holds no vocabulary
     ]
