@@ -11,7 +11,7 @@ The path of one inference request (paths from the repository root; what each ste
     batching    server/batcher.py: bounded queue, deadlines, concurrent requests gathered
                 into one batch for server/models/served.py run_batch
     normalize   core/normalizer.py (+ core/_normalize.pyx): gather, impute, scale, encode;
-                drift sketches counted in the same pass                         -> float32 [N, width]
+                drift sketches counted in the same pass   -> float32 (float64: double trees) [N, width]
     score       core/scorer.py: ONNX Runtime                      -> label and probabilities, or value
     encoder     server/grpc/codec.py encode_outputs | server/rest/codec.py encode_response
 
