@@ -100,7 +100,7 @@ def make_split(
         rows.append((label, v, _weight(weight, f"{at} ({label})")))
     if not rows:
         raise VariantError(f"{where}: no variants")
-    for index, what in ((0, "name"), (1, "version")):
+    for index, what in ((1, "version"), (0, "name")):
         seen: set[str] = set()
         for row in rows:
             if row[index] in seen:

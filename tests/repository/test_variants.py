@@ -210,3 +210,39 @@ def test_a_version_1_file_is_upgraded_and_read_before_it_is(registry):
     upgraded.canary("fraud", 4, 10)
     assert upgraded.rollback("fraud") == ("3", "3") and upgraded.split("fraud") == solo(3)
     assert upgraded.rollback("fraud") == ("3", "2")  # the old rows replay as they did
+
+
+# ---- config.json ----
+
+
+@pytest.mark.parametrize("value,words", [
+    ("3:90", ("'variants' must be a list",)),
+    ([{"version": 3}], ("'variants'[0]", "'version', 'weight'")),
+    ([{"version": 3, "weight": 1, "share": 2}], ("'variants'[0]",)),
+    ([{"version": 3, "weight": 0}], ("'variants'", "sum to 0")),
+    ([{"version": 3, "weight": 1}, {"version": 3, "weight": 1}], ("'variants'", "version '3' appears twice")),
+])
+def test_config_json_variants_are_checked_naming_the_key(tmp_path, value, words):
+    import json
+
+    from onyxserve.repository.config import ConfigError, ModelConfig
+
+    (tmp_path / "config.json").write_text(json.dumps({"variants": value}))
+    with pytest.raises(ConfigError) as caught:
+        ModelConfig.load(tmp_path)
+    assert str(tmp_path / "config.json") in str(caught.value)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_config_json_variants_do_not_make_another_config(tmp_path):
+    import json
+
+    from onyxserve.repository.config import ModelConfig
+
+    (tmp_path / "config.json").write_text(json.dumps(
+        {"max_batch_size": 8, "variants": [{"version": 3, "weight": 3}, {"version": 4, "weight": 1, "name": "canary"}]}))
+    config = ModelConfig.load(tmp_path)
+    assert describe(config.variants) == "v3=3:75% canary=4:25%" and config.variant_versions() == ["3", "4"]
+    # a loaded version keeps serving through a change of weights: the split is not part of equality
+    assert config == ModelConfig(max_batch_size=8)
