@@ -179,6 +179,11 @@ class ModelRepository:
             return None
         return next(((v, router.share(v)) for v, m in router.entries if m.version == version), None)
 
+    def routed_versions(self, name: str) -> list[str]:
+        """The versions serving as ``name``'s production variants now (primary first)."""
+        router = self._routers.get(name)
+        return [] if router is None else [m.version for _, m in router.entries]
+
     def ready_models(self) -> list[ServedModel]:
         return [m for versions in self._served.values() for m in versions.values()]
 
@@ -324,8 +329,9 @@ class ModelRepository:
     async def _sync_policy(self, name: str, config: ModelConfig, available: list[str], explicit: bool) -> None:
         """Today's Triton-style selection: config.json's version_policy, plus its variants
         (each routed to as soon as it serves: none of them is production to switch from)."""
-        self._set_split(name, config.variants)
+        self._splits[name] = config.variants
         self._set_roles(name, {})
+        self._refresh_router(name)
         variants = variant_targets(config.variants, available)
         wanted = sorted(set(policy_versions(config, available)) | set(variants), key=int)
         if not wanted:
@@ -356,8 +362,10 @@ class ModelRepository:
         for version in variant_targets(split[1:], available):
             await self._ensure_loaded(name, version, config, explicit)
         # the switch: requests without a version go to the new production and split from here on
-        self._set_split(name, split)
+        # (both set before the router is rebuilt, so it never pairs the new split with the old role)
+        self._splits[name] = split
         self._set_roles(name, {**before, "production": production})
+        self._refresh_router(name)
         for _stage, target in side_targets(stages, available):
             await self._ensure_loaded(name, target, config, explicit)
         # loads only add versions, so who serves now decides each side stage's holder
@@ -423,12 +431,6 @@ class ModelRepository:
                 log.error("model %s: %s", name, reason)
                 self._reported[key] = reason
             self._set_state(name, variant.version, UNAVAILABLE, reason)
-
-    def _set_split(self, name: str, split: Split) -> None:
-        """The split wanted from here on; routed over as far as its versions serve."""
-        if self._splits.get(name, ()) != split:
-            self._splits[name] = split
-        self._refresh_router(name)
 
     def _refresh_router(self, name: str) -> None:
         """Swap in the router of the split as served now (one assignment; nothing is reloaded)."""

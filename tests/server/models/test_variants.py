@@ -391,4 +391,7 @@ def test_the_shadow_sees_every_variants_requests(repo):
 
         wait_for(lambda: mirrored() == {"1": counts[("v1", "1")], "2": counts[("v2", "2")]} or None,
                  f"every request mirrored from the variant that answered it ({counts})")
-        assert server.dataplane.shadow_report("fraud")["requests"]["mirrored"] == counts[("v1", "1")]
+        report = server.dataplane.shadow_report("fraud")
+        assert (report["production_version"], report["requests"]["mirrored"]) == ("1", counts[("v1", "1")])
+        other = report["other_variants"]["2"]
+        assert (other["production_version"], other["requests"]["mirrored"]) == ("2", counts[("v2", "2")])
