@@ -268,6 +268,23 @@ def test_a_request_names_its_variant_or_version(repo):
         status, answer = rest(body)
         assert status == 200 and answer["parameters"]["variant"] in ("blue", "green")
 
+        # the Python clients, sync and asyncio
+        import asyncio
+
+        from onyxserve.clients import AsyncInferenceClient, InferenceClient
+
+        with InferenceClient(target) as client:
+            result = client.infer("fraud", ROW, variant="green")
+            assert (result.variant, result.model_version) == ("green", "2")
+            assert len({client.infer("fraud", ROW, routing_key="bob").variant for _ in range(5)}) == 1
+            assert client.infer("fraud", ROW, model_version="1").variant is None
+
+        async def async_variant() -> str | None:
+            async with AsyncInferenceClient(target) as client:
+                return (await client.infer("fraud", ROW, variant="blue", routing_key=3)).variant
+
+        assert asyncio.run(async_variant()) == "blue"
+
         # where the split shows: RepositoryIndex reasons, the HTTP index, ModelConfig parameters
         index = {e["version"]: e for e in json.load(urllib.request.urlopen(urllib.request.Request(
             f"{server.http_url}/v2/repository/index", b"{}", method="POST"), timeout=10))}
