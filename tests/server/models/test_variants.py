@@ -226,7 +226,8 @@ def test_weights_split_the_traffic_random_and_sticky_and_rollback_restores_it(re
         registry_cli(repo, "rollback", "fraud")
         wait_shares(server, {"1": 100.0})  # v1 alone
         assert split_of(stream(server.grpc_target, [request(i) for i in range(200)])) == {("v1", "1"): 200}
-    print(f"{N} requests on one stream in {elapsed:.2f}s")
+    print(f"{N} requests on one stream in {elapsed:.2f}s; random {dict(random_split)},"
+          f" by key {dict(split_of(keyed))} (4 sigma: +-{SIGMAS * math.sqrt(N * 0.09):.0f})")
 
 
 def test_a_request_names_its_variant_or_version(repo):
