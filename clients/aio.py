@@ -128,11 +128,14 @@ class AsyncInferenceClient(ClientBase):
         outputs: Sequence[str] = (),
         request_id: str = "",
         timeout: float | None = None,
+        routing_key: str | int | None = None,
+        variant: str | None = None,
     ) -> InferResult:
         """Score ``data``; see ``InferenceClient.infer`` for the accepted forms."""
         deadline = self._deadline(timeout)
         schema = await self.schema(model, model_version, deadline.remaining())
-        request = build_request(schema, data, version=model_version, outputs=outputs, request_id=request_id)
+        request = build_request(schema, data, version=model_version, outputs=outputs, request_id=request_id,
+                                routing_key=routing_key, variant=variant)
         return InferResult(await self._call("ModelInfer", request, deadline.remaining()))
 
     async def predict(

@@ -31,9 +31,16 @@ def build_request(
     version: str = "",
     outputs: Sequence[str] = (),
     request_id: str = "",
+    routing_key: str | int | None = None,
+    variant: str | None = None,
 ) -> pb.ModelInferRequest:
-    """The request for ``data`` (see ``InferData``); raises OnyxClientError (INVALID_ARGUMENT)."""
+    """The request for ``data`` (see ``InferData``); raises OnyxClientError (INVALID_ARGUMENT).
+    ``routing_key``: the same key reaches the same production variant; ``variant``: that one."""
     request = pb.ModelInferRequest(model_name=schema.name, model_version=version, id=request_id)
+    if routing_key is not None:
+        request.parameters["routing_key"].string_param = str(routing_key)
+    if variant is not None:
+        request.parameters["variant"].string_param = variant
     if isinstance(data, np.ndarray) and schema.matrix_input is not None:
         _add_matrix(request, schema, _as_matrix(data, schema.n_matrix_features, schema.name))
     else:

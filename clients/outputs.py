@@ -49,6 +49,13 @@ class InferResult:
         return self.response.id
 
     @property
+    def variant(self) -> str | None:
+        """The production variant that answered (None: the request named a version, or the
+        model has no variants); ``model_version`` is its version."""
+        parameters = self.response.parameters
+        return parameters["variant"].string_param if "variant" in parameters else None
+
+    @property
     def output_names(self) -> list[str]:
         return [t.name for t in self.response.outputs]
 

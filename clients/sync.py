@@ -125,14 +125,19 @@ class InferenceClient(ClientBase):
         outputs: Sequence[str] = (),
         request_id: str = "",
         timeout: float | None = None,
+        routing_key: str | int | None = None,
+        variant: str | None = None,
     ) -> InferResult:
         """Score ``data``: a numpy array ``[N, F]`` (features in the model's order), a pandas
         DataFrame (columns matched to features by name; extra columns ignored), a dict of feature
         values (one row, or one list per feature) or a list of such dicts. ``outputs`` limits the
-        outputs returned (default: all)."""
+        outputs returned (default: all). Without ``model_version`` the server picks one of the
+        model's production variants: the same ``routing_key`` always the same one, or the one
+        ``variant`` names; ``InferResult.variant`` says which answered."""
         deadline = self._deadline(timeout)
         schema = self.schema(model, model_version, deadline.remaining())
-        request = build_request(schema, data, version=model_version, outputs=outputs, request_id=request_id)
+        request = build_request(schema, data, version=model_version, outputs=outputs, request_id=request_id,
+                                routing_key=routing_key, variant=variant)
         return InferResult(self._call("ModelInfer", request, deadline.remaining()))
 
     def predict(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from onyxserve.repository.store import CONFIG_FILE
+from onyxserve.repository.variants import Split, VariantError, make_split
 
 from onyxserve.errors import OnyxserveError
 
@@ -28,6 +29,10 @@ class ModelConfig:
     versions: tuple[str, ...] = ()  # specific: which
     intra_op_threads: int = 0  # 0 = the server's setting
     inline_max_rows: int = 64  # batches up to this many rows run on the event loop thread
+    # production variants when the registry does not decide (``variants.make_split``): requests
+    # without a version spread over them by weight. Not compared: a new split is a routing change
+    # the server applies without reloading any version (a loaded version keeps its config).
+    variants: Split = field(default=(), compare=False)
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelConfig:
@@ -44,6 +49,8 @@ class ModelConfig:
             raise ConfigError(f"{path}: unknown keys {unknown}; known: {sorted(known)}")
         if "versions" in data:
             data["versions"] = tuple(str(v) for v in data["versions"])
+        if "variants" in data:
+            data["variants"] = _variants(data["variants"], path)
         for key in ("max_batch_size", "max_queue_delay_microseconds", "max_queue_size",
                     "default_timeout_microseconds", "num_versions", "intra_op_threads", "inline_max_rows"):
             value = data.get(key, 0)
@@ -56,6 +63,9 @@ class ModelConfig:
             raise ConfigError(f"{path}: 'max_queue_size' must be at least 1")
         return config
 
+    def variant_versions(self) -> list[str]:
+        return [v.version for v in self.variants]
+
     def select_versions(self, available: list[str]) -> list[str]:
         """The versions of ``available`` (numeric order) this policy serves."""
         if self.version_policy == "all":
@@ -63,3 +73,25 @@ class ModelConfig:
         if self.version_policy == "specific":
             return [v for v in available if v in self.versions]
         return available[-max(1, self.num_versions):]
+
+
+_VARIANT_KEYS = ("version", "weight", "name")
+
+
+def _variants(value: Any, path: Path) -> Split:
+    """``"variants": [{"version": 3, "weight": 90}, {"version": 4, "weight": 10, "name": "canary"}]``."""
+    where = f"{path}: 'variants'"
+    if not isinstance(value, list):
+        raise ConfigError(f"{where} must be a list of {{\"version\", \"weight\"[, \"name\"]}} objects")
+    if not value:
+        return ()
+    entries = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not {"version", "weight"} <= set(item) or set(item) - set(_VARIANT_KEYS):
+            raise ConfigError(f"{where}[{i}] must be an object with 'version', 'weight' and optionally 'name',"
+                              f" got {item!r}")
+        entries.append((item.get("name"), item["version"], item["weight"]))
+    try:
+        return make_split(entries, where=where)
+    except VariantError as exc:
+        raise ConfigError(str(exc)) from None

@@ -3,11 +3,13 @@
     reg = Registry("models")                       # models/registry.db
     reg.register_version("fraud", "3")             # reads models/fraud/3/manifest.json
     reg.approve("fraud", "3"); reg.promote("fraud", "3", "production")
-    reg.rollback("fraud")                          # production back to the one before
+    reg.canary("fraud", "4", 10)                   # 10% of production traffic to v4, 90% to v3
+    reg.rollback("fraud")                          # production (and its split) back to the one before
 
 The files in the repository stay the truth about what exists (the server reads them, not this);
 the index adds what files cannot say: approval, stage aliases (one version per stage per model)
-and who did what when. Every change is one SQLite transaction started with ``BEGIN IMMEDIATE``
+and who did what when, and how production traffic is split between versions (``variants``).
+Every change is one SQLite transaction started with ``BEGIN IMMEDIATE``
 (the write lock is taken up front, so two writers queue on the busy timeout instead of failing
 half-way), in WAL mode with ``synchronous=FULL``: a writer killed mid-transaction leaves the
 previous state, and readers never wait for writers. The tables, the stage names and the
@@ -39,7 +41,9 @@ from onyxserve.repository.schema import (  # noqa: F401 - STAGES, APPROVALS: als
     SCHEMA_VERSION,
     STAGES,
     earlier_production,
+    earlier_states,
     production_moves,
+    upgrade,
 )
 from onyxserve.repository.store import (  # noqa: F401 - DB_FILE: also importable from here, as before
     DB_FILE,
@@ -48,6 +52,19 @@ from onyxserve.repository.store import (  # noqa: F401 - DB_FILE: also importabl
     list_models,
     list_versions,
     registry_path,
+)
+from onyxserve.repository.variants import (
+    Split,
+    Variant,
+    VariantError,
+    describe,
+    from_json,
+    is_solo,
+    make_split,
+    solo,
+    to_json,
+    with_canary,
+    without,
 )
 
 from onyxserve.errors import OnyxserveError
@@ -89,6 +106,7 @@ class HistoryEntry:
     stage: str | None
     previous: str | None
     detail: str
+    split: str | None = None  # production moves: the split they left (variants.to_json), None = alone
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -146,6 +164,7 @@ class Registry:
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     db.execute(statement)
+            upgrade(db)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- connections ---------------------------------------------------------------------------
@@ -311,7 +330,7 @@ class Registry:
                     added.append((row["model"], str(row["version"])))
             for r in db.execute("SELECT model, version, path FROM versions").fetchall():
                 if not (Path(r["path"]) / MANIFEST_FILE).is_file():
-                    self._drop(db, r["model"], r["version"])
+                    self._drop(db, r["model"], r["version"], who)
                     _log(db, who, "forget", r["model"], r["version"], detail=f"{r['path']} is gone")
                     forgotten.append((r["model"], str(r["version"])))
         return SyncReport(tuple(added), tuple(forgotten))
@@ -336,6 +355,11 @@ class Registry:
                     raise RegistryError(
                         f"{name}/{v} serves as {', '.join(stages)}; promote another version there first"
                     )
+                variant = self._variant_of(db, name, v)
+                if variant is not None:
+                    raise RegistryError(
+                        f"{name}/{v} serves as production variant {variant}; set a split without it first"
+                    )
             db.execute("UPDATE versions SET approval = ? WHERE model = ? AND version = ?", (status, name, v))
             _log(db, _actor(actor), "reject" if reject else "approve", name, v, detail=note)
 
@@ -349,15 +373,14 @@ class Registry:
         if stage not in STAGES:
             raise RegistryError(f"stage {stage!r}: one of {', '.join(STAGES)}")
         with self._write() as db:
-            approval = self._require_version(db, name, v)
-            if stage != "archived" and not force:
-                if approval == "rejected":
-                    raise RegistryError(f"{name}/{v} was rejected; it can only be archived (or use --force)")
-                if stage in LIVE_STAGES and approval != "approved":
-                    raise RegistryError(
-                        f"{name}/{v} is {approval}; approve it before {stage} (or use --force)"
-                    )
+            self._check_stage(db, name, v, stage, force)
             previous = self._alias(db, name, stage)
+            if stage == "production":  # all production traffic to v: a split, if any, ends
+                if self._current_split(db, name) != solo(v):
+                    self._move_production(
+                        db, name, solo(v), action="promote", actor=_actor(actor), detail="forced" if force else ""
+                    )
+                return None if previous is None else str(previous)
             if previous == v:
                 return str(v)
             db.execute(
@@ -377,6 +400,124 @@ class Registry:
             )
         return None if previous is None else str(previous)
 
+    def _check_stage(self, db: sqlite3.Connection, name: str, v: int, stage: str, force: bool) -> None:
+        """Refuses ``name``/``v`` for ``stage`` unless registered and, for live traffic, approved."""
+        approval = self._require_version(db, name, v)
+        if stage != "archived" and not force:
+            if approval == "rejected":
+                raise RegistryError(f"{name}/{v} was rejected; it can only be archived (or use --force)")
+            if stage in LIVE_STAGES and approval != "approved":
+                raise RegistryError(f"{name}/{v} is {approval}; approve it before {stage} (or use --force)")
+
+    # -- production variants -------------------------------------------------------------------
+
+    def split(self, name: str) -> Split:
+        """How production traffic is shared now: the production version alone (``solo``), a
+        split of several, or () when the model has no production version."""
+        with self._read() as db:
+            return self._current_split(db, name)
+
+    def set_split(
+        self,
+        name: str,
+        entries: Sequence[tuple[str | None, str | int, float]],
+        *,
+        force: bool = False,
+        actor: str | None = None,
+    ) -> tuple[Split, Split]:
+        """Share production traffic between versions by weight: (name or None, version, weight)
+        entries (``variants.make_split``). The production version stays primary when it is in the
+        split, else the heaviest variant becomes production. Every version must be approved
+        (``force`` overrides, as for promote). Returns (before, after)."""
+        with self._write() as db:
+            before = self._current_split(db, name)
+            current = before[0].version if before else None
+            try:
+                split = make_split(entries, primary=current, where=f"{name} variants")
+            except VariantError as exc:
+                raise RegistryError(str(exc)) from None
+            for variant in split:
+                self._check_stage(db, name, int(variant.version), "production", force)
+            if split != before:
+                detail = describe(split) + (" forced" if force else "")
+                self._move_production(db, name, split, action="split", actor=_actor(actor), detail=detail)
+        return before, split
+
+    def canary(
+        self,
+        name: str,
+        version: str | int,
+        percent: float,
+        *,
+        variant: str | None = None,
+        force: bool = False,
+        actor: str | None = None,
+    ) -> tuple[Split, Split]:
+        """One canary step: ``version`` takes ``percent`` of production traffic, the other
+        variants share the rest as they did (the production version stays primary). 100 is a
+        plain promotion to production. Returns (before, after)."""
+        v = _version_int(version)
+        if percent == 100:
+            before = self.split(name)
+            self.promote(name, v, "production", force=force, actor=actor)
+            return before, solo(v)
+        with self._write() as db:
+            before = self._current_split(db, name)
+            if not before:
+                raise RegistryError(
+                    f"{name} has no production version for a canary to share with; promote one first"
+                )
+            self._check_stage(db, name, v, "production", force)
+            try:
+                split = with_canary(before, v, percent, variant)
+            except VariantError as exc:
+                raise RegistryError(f"{name}: {exc}") from None
+            if split != before:
+                detail = f"canary {v} at {percent:g}%: {describe(split)}" + (" forced" if force else "")
+                self._move_production(db, name, split, action="split", actor=_actor(actor), detail=detail)
+        return before, split
+
+    def _current_split(self, db: sqlite3.Connection, name: str) -> Split:
+        production = self._alias(db, name, "production")
+        if production is None:
+            return ()
+        rows = db.execute("SELECT name, version, weight FROM variants WHERE model = ?", (name,)).fetchall()
+        if not rows:
+            return solo(production)
+        # primary first, the others in version order: the one spelling (variants.make_split)
+        rows = sorted(rows, key=lambda r: (r["version"] != production, r["version"]))
+        return tuple(Variant(r["name"], str(r["version"]), float(r["weight"])) for r in rows)
+
+    def _variant_of(self, db: sqlite3.Connection, name: str, v: int) -> str | None:
+        """``Variant`` text of ``v`` when it shares production traffic beside the production version."""
+        split = self._current_split(db, name)
+        return next((str(x) for x in split[1:] if x.version == str(v)), None)
+
+    def _store_split(self, db: sqlite3.Connection, name: str, split: Split) -> None:
+        db.execute("DELETE FROM variants WHERE model = ?", (name,))
+        if split and not is_solo(split):
+            now = _now()
+            db.executemany(
+                "INSERT INTO variants (model, name, version, weight, updated_at) VALUES (?, ?, ?, ?, ?)",
+                [(name, x.name, int(x.version), x.weight, now) for x in split],
+            )
+
+    def _move_production(
+        self, db: sqlite3.Connection, name: str, split: Split, *, action: str, actor: str, detail: str = ""
+    ) -> None:
+        """Production becomes ``split`` (its primary the production alias), recorded in history
+        as one move the replay (``schema.earlier_states``) can come back to."""
+        previous = self._alias(db, name, "production")
+        primary = int(split[0].version)
+        db.execute(
+            "INSERT INTO aliases (model, stage, version, updated_at) VALUES (?, 'production', ?, ?)"
+            " ON CONFLICT (model, stage) DO UPDATE SET version = excluded.version, updated_at = excluded.updated_at",
+            (name, primary, _now()),
+        )
+        self._store_split(db, name, split)
+        _log(db, actor, action, name, primary, stage="production", previous=previous, detail=detail,
+             split=to_json(split))
+
     def clear_stage(self, name: str, stage: str, *, force: bool = False, actor: str | None = None) -> str | None:
         """Point ``stage`` of ``name`` at no version (e.g. end a shadow comparison); returns the
         version it pointed at. Clearing production needs ``force``: a polling server then serves
@@ -395,12 +536,16 @@ class Registry:
             if previous is None:
                 return None
             db.execute("DELETE FROM aliases WHERE model = ? AND stage = ?", (name, stage))
+            if stage == "production":  # the split shares production: it goes with it
+                db.execute("DELETE FROM variants WHERE model = ?", (name,))
             _log(db, _actor(actor), "clear", name, previous, stage=stage, previous=previous)
         return str(previous)
 
     def rollback(self, name: str, *, actor: str | None = None) -> tuple[str, str]:
-        """Move production back to the version that held it before the current one (skipping
-        versions deleted since); returns (from, to). Repeated rollbacks walk further back."""
+        """Move production back to the state before the current one -- the version that held it,
+        and the split it had (a canary step undone restores the weights before it) -- skipping
+        states naming versions deleted since; returns (from, to) production versions (``split``
+        says the weights). Repeated rollbacks walk further back."""
         with self._write() as db:
             current = self._alias(db, name, "production")
             if current is None:
@@ -409,17 +554,17 @@ class Registry:
             existing = {
                 str(r["version"]) for r in db.execute("SELECT version FROM versions WHERE model = ?", (name,))
             }
-            target = next((ver for ver in earlier_production(moves, current) if ver in existing), None)
+            state = (str(current), to_json(self._current_split(db, name)))
+            earlier = (from_json(text, v) for v, text in earlier_states(moves, state))
+            target = next((split for split in earlier if {x.version for x in split} <= existing), None)
             if target is None:
                 raise RegistryError(
                     f"{name}: no earlier production version to roll back to (production is {current})"
                 )
-            db.execute(
-                "UPDATE aliases SET version = ?, updated_at = ? WHERE model = ? AND stage = 'production'",
-                (int(target), _now(), name),
+            self._move_production(
+                db, name, target, action="rollback", actor=_actor(actor), detail="" if is_solo(target) else describe(target)
             )
-            _log(db, _actor(actor), "rollback", name, int(target), stage="production", previous=current)
-        return str(current), str(target)
+        return str(current), target[0].version
 
     def delete(self, name: str, version: str | int, *, force: bool = False, actor: str | None = None) -> None:
         """Remove a version's files and its index entry. The production version is refused unless
@@ -439,13 +584,21 @@ class Registry:
                 raise RegistryError(
                     f"{name}/{v} is the production version; promote another first (or use --force)"
                 )
+            variant = self._variant_of(db, name, v)
+            if variant is not None and not force:
+                raise RegistryError(
+                    f"{name}/{v} serves as production variant {variant}; set a split without it first"
+                    " (or use --force: its share goes to the other variants)"
+                )
+            if variant is not None:
+                stages.append("variant")
             moved = False
             if vdir.exists():
                 trash.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(vdir, trash)
                 moved = True
             try:
-                self._drop(db, name, v)
+                self._drop(db, name, v, _actor(actor))
                 _log(
                     db,
                     _actor(actor),
@@ -461,7 +614,13 @@ class Registry:
         # committed: the files can go (a crash here leaves only the trash folder behind)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def _drop(self, db: sqlite3.Connection, name: str, v: int) -> None:
+    def _drop(self, db: sqlite3.Connection, name: str, v: int, actor: str) -> None:
+        split = self._current_split(db, name)
+        if split and split[0].version == str(v):  # the production version goes: its split with it
+            db.execute("DELETE FROM variants WHERE model = ?", (name,))
+        elif any(x.version == str(v) for x in split):  # a variant goes: its share to the others
+            rest = without(split, v) or solo(split[0].version)
+            self._move_production(db, name, rest, action="split", actor=actor, detail=f"without version {v}: {describe(rest)}")
         db.execute("DELETE FROM aliases WHERE model = ? AND version = ?", (name, v))
         db.execute("DELETE FROM versions WHERE model = ? AND version = ?", (name, v))
 
@@ -548,6 +707,7 @@ class Registry:
                 stage=r["stage"],
                 previous=_s(r["previous"]),
                 detail=r["detail"],
+                split=r["split"],
             )
             for r in rows
         ]
@@ -609,11 +769,12 @@ def _log(
     stage: str | None = None,
     previous: int | None = None,
     detail: str = "",
+    split: str | None = None,
 ) -> None:
     db.execute(
-        "INSERT INTO history (at, actor, action, model, version, stage, previous, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (_now(), actor, action, model, version, stage, previous, detail),
+        "INSERT INTO history (at, actor, action, model, version, stage, previous, detail, split)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (_now(), actor, action, model, version, stage, previous, detail, split),
     )
 
 

@@ -9,7 +9,8 @@ long-lived read snapshot holds back checkpoints).
 Which versions a stage-controlled model serves is decided by the server
 (``server/models/selection.py``); this module only answers "which version holds which stage, and
 which versions held production before" (``schema.earlier_production``, the replay
-``Registry.rollback`` follows too), and each version's decision threshold. The tables and the
+``Registry.rollback`` follows too), how production traffic is split between versions
+(``variants``), and each version's decision threshold. The tables and the
 stage names are ``schema``'s; the connection handling is this module's own.
 """
 
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-from onyxserve.repository.schema import SERVED_STAGES, earlier_production, production_moves
+from onyxserve.repository.schema import SERVED_STAGES, earlier_production, has_table, production_moves
+from onyxserve.repository.variants import Split, Variant
 
 from onyxserve.errors import OnyxserveError
 
@@ -38,6 +40,8 @@ class ModelStages:
     aliases: dict[str, str] = field(default_factory=dict)  # stage -> version
     earlier_production: tuple[str, ...] = ()  # versions that held production before, newest first
     thresholds: dict[str, float] = field(default_factory=dict)  # version -> binary decision threshold
+    # production traffic shared by weight, primary (= production) first; () = production alone
+    variants: Split = ()
 
     @property
     def production(self) -> str | None:
@@ -73,6 +77,11 @@ class StageReader:
             thresholds = db.execute(
                 "SELECT model, version, threshold FROM versions WHERE threshold IS NOT NULL"
             ).fetchall()
+            # a file no onyxserve with variants has opened yet has no such table (read-only here)
+            variants = (
+                db.execute("SELECT model, name, version, weight FROM variants").fetchall()
+                if has_table(db, "variants") else []
+            )
             db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StageReadError(f"{self.db_path}: not a readable registry ({exc})") from None
@@ -84,12 +93,24 @@ class StageReader:
         decisions: dict[str, dict[str, float]] = {}
         for model, version, threshold in thresholds:
             decisions.setdefault(model, {})[str(version)] = float(threshold)
+        splits: dict[str, list[Variant]] = {}
+        for model, name, version, weight in variants:
+            splits.setdefault(model, []).append(Variant(name, str(version), float(weight)))
         return {
             name: ModelStages(
                 by_model.get(name, {}),
                 earlier_production(moves.get(name, ()), by_model.get(name, {}).get("production")),
                 decisions.get(name, {}),
+                _split(splits.get(name, []), by_model.get(name, {}).get("production")),
             )
             for name in by_model.keys() | decisions.keys()
         }
+
+
+def _split(rows: list[Variant], production: str | None) -> Split:
+    """The stored split in its one order (primary first, then by version); () without a
+    production version to be its primary (the registry keeps it in it)."""
+    if production is None or not any(x.version == production for x in rows):
+        return ()
+    return tuple(sorted(rows, key=lambda x: (x.version != production, int(x.version))))
 

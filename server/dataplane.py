@@ -18,6 +18,7 @@ from onyxserve.server.drift.report import build_report
 from onyxserve.server.errors import FeatureDisabled, InvalidInput, OnyxError, ShuttingDown
 from onyxserve.server.models.manager import ModelRepository, VersionState
 from onyxserve.server.models.served import ServedModel
+from onyxserve.server.models.variants import NO_ROUTING, Routing
 from onyxserve.server.shadow.mirror import ShadowMirror
 from onyxserve.server.tensors import Tensor
 
@@ -31,6 +32,9 @@ EXTENSIONS = ("model_repository", "statistics", "model_configuration", "binary_t
 class InferResult:
     model: ServedModel
     outputs: dict[str, np.ndarray]  # requested outputs only, in the model's output order
+    # the production variant the request was routed to (None: it named a version, or the model
+    # has no variants); the response's "variant" parameter, model.version its version
+    variant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ModelConfigInfo:
     model: ServedModel
     stages: tuple[str, ...]  # registry stages this version serves as, e.g. ("production",)
     shadow_version: str | None  # production only: the version its answered requests are mirrored to
+    variant: str | None = None  # the production variant it serves as
+    variant_share: float | None = None  # and that variant's share of requests without a version, 0..1
 
 
 class DataPlane:
@@ -81,7 +87,11 @@ class DataPlane:
         model = self.repository.get(name, version)
         stages = self.repository.stages_of(model.name, model.version)
         shadow = self.shadow.target(model.name, model) if "production" in stages else None
-        return ModelConfigInfo(model, stages, None if shadow is None else shadow.version)
+        variant = self.repository.variant_of(model.name, model.version)
+        return ModelConfigInfo(
+            model, stages, None if shadow is None else shadow.version,
+            *((variant[0].name, variant[1]) if variant is not None else ()),
+        )
 
     def statistics_models(self, name: str = "", version: str = "") -> list[ServedModel]:
         """The versions ModelStatistics reports on: the one asked for, or every serving one."""
@@ -110,12 +120,14 @@ class DataPlane:
         tensors: Sequence[Tensor],
         requested: Sequence[str] = (),
         timeout_s: float | None = None,
+        routing: Routing = NO_ROUTING,
     ) -> InferResult:
         arrived = time.perf_counter()
         if self.refusing:
             raise ShuttingDown("server is shutting down")
-        model = self.repository.get(name, version)
-        metrics, stats = model.metrics, model.batcher.stats
+        # without a version: one of the production variants, by routing key, name or weight
+        model, variant = self.repository.route(name, version, routing)
+        metrics, stats = model.metrics.requests(variant), model.batcher.stats
         # requests production answers (no explicit version) are mirrored to a shadow version
         shadow = None if version else self.shadow.target(name, model)
         try:
@@ -144,7 +156,7 @@ class DataPlane:
         stats.last_inference_ms = int(time.time() * 1000)
         if shadow is not None:  # after production answered; returns at once, never raises
             self.shadow.mirror(model, shadow, block, tensors, every_output)
-        return InferResult(model, outputs)
+        return InferResult(model, outputs, variant)
 
     # ---- reports ----
 

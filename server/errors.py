@@ -35,6 +35,11 @@ class ModelNotFound(OnyxError):
     http_status = 404
 
 
+class VariantNotFound(ModelNotFound):
+    """A request's ``variant`` parameter names no production variant of the model; the message
+    lists the variants it has."""
+
+
 class ModelNotReady(OnyxError):
     status = grpc.StatusCode.UNAVAILABLE
     http_status = 503
@@ -80,6 +85,7 @@ class InternalError(OnyxError):
 ALL_ERRORS: tuple[type[OnyxError], ...] = (
     InvalidInput,
     ModelNotFound,
+    VariantNotFound,
     ModelNotReady,
     QueueFull,
     DeadlineExpired,

@@ -29,13 +29,16 @@ LATENCY_BUCKETS = (
 )
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 MODEL = ("model", "version")
+# the production variant a request was routed to; "" when it named a version (or none was set up)
+ROUTED = MODEL + ("variant",)
 
-REQUESTS = Counter("onyxserve_requests", "Inference requests by outcome (OK or a gRPC status name).",
-                   MODEL + ("outcome",))
+REQUESTS = Counter("onyxserve_requests", "Inference requests by outcome (OK or a gRPC status name), by the"
+                   " production variant that answered (\"\": the request named a version).",
+                   ROUTED + ("outcome",))
 ROWS = Counter("onyxserve_rows", "Rows inferred.", MODEL)
 REQUEST_SECONDS = Histogram("onyxserve_request_duration_seconds",
-                            "Server-side latency of successful requests, arrival to response.",
-                            MODEL, buckets=LATENCY_BUCKETS)
+                            "Server-side latency of successful requests, arrival to response, by variant.",
+                            ROUTED, buckets=LATENCY_BUCKETS)
 QUEUE_SECONDS = Histogram("onyxserve_queue_duration_seconds", "Time a request waited for its batch to start.",
                           MODEL, buckets=LATENCY_BUCKETS)
 COMPUTE_SECONDS = Histogram("onyxserve_compute_duration_seconds",
@@ -51,6 +54,9 @@ MODEL_READY = Gauge("onyxserve_model_ready", "1 when the model version is loaded
 MODEL_STAGE = Gauge("onyxserve_model_stage",
                     "1 while the version serves as this registry stage (production, shadow, staging).",
                     MODEL + ("stage",), multiprocess_mode="livemax")
+VARIANT_SHARE = Gauge("onyxserve_variant_share",
+                      "Share (0..1) of the model's requests without a version routed to this production variant.",
+                      ROUTED, multiprocess_mode="livemax")
 
 
 # ---- shadow evaluation (server/shadow/mirror.py): one series per (model, production version, shadow version)
@@ -119,15 +125,29 @@ def observe_many(histogram, values: np.ndarray) -> None:
     total.inc(float(values.sum()))
 
 
+class RequestMetrics:
+    """One version's request children for one variant label."""
+
+    def __init__(self, model: str, version: str, variant: str) -> None:
+        self.labels = (model, version, variant)
+        self.ok = REQUESTS.labels(*self.labels, "OK")
+        self.request_seconds = REQUEST_SECONDS.labels(*self.labels)
+
+    def failed(self, outcome: str) -> None:
+        REQUESTS.labels(*self.labels, outcome).inc()
+
+
 class ModelMetrics:
     """The per-version children, bound once so the hot path skips label lookups."""
 
     def __init__(self, model: str, version: str) -> None:
         labels = (model, version)
         self.labels = labels
-        self.ok = REQUESTS.labels(*labels, "OK")
+        self._direct = RequestMetrics(model, version, "")
+        self._routed: dict[str, RequestMetrics] = {}  # variant name -> children, bound on first use
+        self.ok = self._direct.ok
         self.rows = ROWS.labels(*labels)
-        self.request_seconds = REQUEST_SECONDS.labels(*labels)
+        self.request_seconds = self._direct.request_seconds
         self.queue_seconds = QUEUE_SECONDS.labels(*labels)
         self.compute_seconds = COMPUTE_SECONDS.labels(*labels)
         self.batch_rows = BATCH_ROWS.labels(*labels)
@@ -136,7 +156,16 @@ class ModelMetrics:
         self.ready = MODEL_READY.labels(*labels)
 
     def failed(self, outcome: str) -> None:
-        REQUESTS.labels(*self.labels, outcome).inc()
+        self._direct.failed(outcome)
+
+    def requests(self, variant: str | None) -> RequestMetrics:
+        """The request children of the variant a request was routed to (None: it named a version)."""
+        if variant is None:
+            return self._direct
+        children = self._routed.get(variant)
+        if children is None:
+            children = self._routed[variant] = RequestMetrics(*self.labels, variant)
+        return children
 
 
 # drift counts are read from the monitors' arrays at scrape time (no per-batch Prometheus call)

@@ -4,7 +4,9 @@
     onyxserve registry show MODEL [VERSION]          a version, or a model's stages and history
     onyxserve registry compare MODEL V1 V2 [V...]    metrics side by side
     onyxserve registry promote MODEL VERSION [--stage production] [--force]
-    onyxserve registry rollback MODEL                production back to the previous one
+    onyxserve registry promote MODEL VERSION --canary PERCENT [--variant NAME]
+    onyxserve registry variants MODEL [[NAME=]VERSION:WEIGHT ...]   show or set the production split
+    onyxserve registry rollback MODEL                production (and its split) back to the previous one
     onyxserve registry approve MODEL VERSION [--reject] [--note TEXT]
     onyxserve registry delete MODEL VERSION [--force]
     onyxserve registry register MODEL VERSION        index an exported version
@@ -13,7 +15,9 @@
 A server running on the repository (``onyxserve serve``, poll mode) follows the stages within
 its poll interval: production answers requests without a version; shadow and staging are
 loaded for explicit-version requests; a promotion to a version that cannot load leaves the
-previous one serving. ``onyxserve serve --version-source config`` ignores stages.
+previous one serving. Production traffic can be shared by weight between versions (``variants``,
+``promote --canary``); the server follows a new split within its poll interval, dropping nothing.
+``onyxserve serve --version-source config`` ignores stages.
 
 Every action takes ``--repository DIR`` (default $ONYXSERVE_REPOSITORY, else ./models) and
 ``--registry-db FILE`` (default DIR/registry.db; ``--db`` is its deprecated spelling); ``--actor``
@@ -71,6 +75,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument("version")
     a.add_argument("--stage", default="production", choices=STAGES, help="the stage")
     a.add_argument("--force", action="store_true", help="promote even if not approved")
+    a.add_argument(
+        "--canary", type=float, metavar="PERCENT",
+        help="production only: VERSION takes this share of production traffic, the other variants share the"
+        " rest as before (the production version stays production); 100 promotes it fully",
+    )
+    a.add_argument("--variant", metavar="NAME", help="with --canary: the variant's name (default: vVERSION)")
+    a = action(
+        "variants",
+        "show or set how production traffic is split between versions",
+        "Each VARIANT is [NAME=]VERSION:WEIGHT (e.g. 3:90 4:10, or blue=3:90 green=4:10); weights are"
+        " relative (9:1 is 90:10) and stored as percentages. The production version stays production"
+        " when it is in the split, else the heaviest variant becomes production. Requests without a"
+        " version are spread by weight (sticky with a routing_key request parameter; a variant parameter"
+        " names one); a polling server follows within its poll interval. `rollback` restores the split"
+        " before; `promote MODEL VERSION` ends it.\n\n"
+        "    onyxserve registry variants fraud 3:90 4:10\n"
+        "    onyxserve registry variants fraud           # show",
+    )
+    a.add_argument("model")
+    a.add_argument("variants", nargs="*", metavar="VARIANT", help="[NAME=]VERSION:WEIGHT")
+    a.add_argument("--force", action="store_true", help="set even if a version is not approved")
     a = action(
         "clear-stage",
         "point a stage at no version, e.g. end a shadow comparison",
@@ -172,6 +197,7 @@ def _show(reg, args) -> Any:
     out = {
         "model": args.model,
         "stages": reg.aliases(args.model),
+        "variants": _split_json(reg.split(args.model)),
         "versions": [r.to_dict() for r in reg.list_versions(args.model)],
         "history": [h.to_dict() for h in reg.history(args.model, args.limit)],
     }
@@ -180,6 +206,8 @@ def _show(reg, args) -> Any:
             f"{args.model}: {len(out['versions'])} versions; stages: "
             + (" ".join(f"{k}={v}" for k, v in sorted(out["stages"].items())) or "none")
         )
+        if len(out["variants"]) > 1:
+            print(f"production split: {_split_text(reg.split(args.model))}")
         _table(
             ["at", "actor", "action", "version", "stage", "previous", "detail"],
             [
@@ -212,17 +240,66 @@ def _compare(reg, args) -> Any:
 
 
 def _promote(reg, args) -> Any:
+    if args.canary is not None or args.variant is not None:
+        return _canary(reg, args)
     previous = reg.promote(args.model, args.version, args.stage, force=args.force, actor=args.actor)
     if not args.json:
         print(f"{args.model}: {args.stage} = {args.version}" + (f" (was {previous})" if previous else ""))
     return {"model": args.model, "stage": args.stage, "version": args.version, "previous": previous}
 
 
+def _canary(reg, args) -> Any:
+    from onyxserve.errors import UsageError
+
+    if args.canary is None or args.stage != "production":
+        raise UsageError(
+            "--variant names a canary: give --canary PERCENT too" if args.canary is None
+            else f"--canary shifts production traffic; not with --stage {args.stage}"
+        )
+    before, after = reg.canary(
+        args.model, args.version, args.canary, variant=args.variant, force=args.force, actor=args.actor
+    )
+    if not args.json:
+        print(f"{args.model}: production split {_split_text(before)} -> {_split_text(after)}")
+    return {"model": args.model, "before": _split_json(before), "variants": _split_json(after)}
+
+
+def _variants(reg, args) -> Any:
+    from onyxserve.repository.variants import VariantError, parse_spec
+
+    if not args.variants:
+        split = reg.split(args.model)
+        if not args.json:
+            print(f"{args.model}: production split {_split_text(split)}")
+        return {"model": args.model, "variants": _split_json(split)}
+    try:
+        entries = [parse_spec(spec) for spec in args.variants]
+    except VariantError as exc:
+        from onyxserve.repository.registry import RegistryError
+
+        raise RegistryError(f"{args.model}: {exc}") from None
+    before, after = reg.set_split(args.model, entries, force=args.force, actor=args.actor)
+    if not args.json:
+        print(f"{args.model}: production split {_split_text(before)} -> {_split_text(after)}")
+    return {"model": args.model, "before": _split_json(before), "variants": _split_json(after)}
+
+
+def _split_text(split) -> str:
+    from onyxserve.repository.variants import describe
+
+    return describe(split) if split else "none (no production version)"
+
+
+def _split_json(split) -> list[dict[str, Any]]:
+    return [{"name": x.name, "version": x.version, "weight": x.weight} for x in split]
+
+
 def _rollback(reg, args) -> Any:
     old, new = reg.rollback(args.model, actor=args.actor)
+    split = reg.split(args.model)
     if not args.json:
-        print(f"{args.model}: production {old} -> {new}")
-    return {"model": args.model, "from": old, "to": new}
+        print(f"{args.model}: production {old} -> {new}" + (f" (split {_split_text(split)})" if len(split) > 1 else ""))
+    return {"model": args.model, "from": old, "to": new, "variants": _split_json(split)}
 
 
 def _approve(reg, args) -> Any:
@@ -275,6 +352,7 @@ _ACTIONS = {
     "show": _show,
     "compare": _compare,
     "promote": _promote,
+    "variants": _variants,
     "clear-stage": _clear_stage,
     "rollback": _rollback,
     "approve": _approve,

@@ -11,6 +11,7 @@ from onyxserve.protos import v2bytes
 from onyxserve.protos.v2types import CONTENTS_FIELD, DTYPES
 from onyxserve.server.dataplane import InferResult
 from onyxserve.server.errors import InvalidInput
+from onyxserve.server.models.variants import NO_ROUTING, ROUTING_KEY, VARIANT, Routing, routing_from
 from onyxserve.server.tensors import Tensor, check_shape
 
 
@@ -73,8 +74,25 @@ def decode_grpc_inputs(request: pb.ModelInferRequest) -> list[Tensor]:
 
 
 
+def decode_routing(request: pb.ModelInferRequest) -> Routing:
+    """The request's routing parameters (``routing_key``, ``variant``); other parameters are left alone."""
+    parameters = request.parameters
+    if not parameters:
+        return NO_ROUTING
+    values = {}
+    for name in (ROUTING_KEY, VARIANT):
+        if name in parameters:
+            parameter = parameters[name]
+            choice = parameter.WhichOneof("parameter_choice")
+            values[name] = None if choice is None else getattr(parameter, choice)
+    return routing_from(values)
+
+
 def encode_outputs(result: InferResult, response: pb.ModelInferResponse) -> None:
-    """Append each output as tensor metadata + raw_output_contents."""
+    """Append each output as tensor metadata + raw_output_contents; the variant that answered
+    (when the request was routed to one) as the ``variant`` response parameter."""
+    if result.variant is not None:
+        response.parameters[VARIANT].string_param = result.variant
     info = result.model.output_types
     for name, array in result.outputs.items():
         datatype = info[name]

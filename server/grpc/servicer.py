@@ -18,7 +18,7 @@ from onyxserve.protos import grpc_service_pb2 as pb
 from onyxserve.protos import grpc_service_pb2_grpc as pb_grpc
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import client_error
-from onyxserve.server.grpc.codec import decode_grpc_inputs, encode_outputs
+from onyxserve.server.grpc.codec import decode_grpc_inputs, decode_routing, encode_outputs
 from onyxserve.server.models.served import MISSING_VALUE, PLATFORM, ServedModel
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         tensors = decode_grpc_inputs(request)
         requested = [o.name for o in request.outputs]
         result = await self.dataplane.infer(
-            request.model_name, request.model_version, tensors, requested, timeout_s
+            request.model_name, request.model_version, tensors, requested, timeout_s, decode_routing(request)
         )
         response = pb.ModelInferResponse(
             model_name=result.model.name, model_version=result.model.version, id=request.id
@@ -157,6 +157,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             msg.parameters["shadow_version"].string_value = info.shadow_version
         for datatype in sorted({t.datatype for t in model.inputs} & MISSING_VALUE.keys()):
             msg.parameters[f"missing_{datatype.lower()}"].string_value = MISSING_VALUE[datatype]
+        if info.variant is not None:  # the production variant it serves as, and its share in percent
+            msg.parameters["variant"].string_value = info.variant
+            msg.parameters["variant_share"].string_value = f"{100 * info.variant_share:.6g}"
         if model.threshold is not None:  # binary: the label is positive iff P(positive) >= it
             msg.parameters["threshold"].string_value = repr(model.threshold)
         return pb.ModelConfigResponse(config=msg)

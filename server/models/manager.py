@@ -14,6 +14,12 @@ applied as load the new version, switch, then unload the old one (it drains its 
 request is dropped; a stage pointing at a version that is missing or fails to load leaves the
 previous holder serving and says why in RepositoryIndex and the log.
 
+Production variants: requests without a version are routed (``route``) over the model's served
+split (``variants.Router``) -- the registry's split of production traffic, or config.json's
+``variants`` for a model the registry does not control. Their versions are loaded like stages;
+a new split is swapped in whole once they serve, with no reload of a version already serving;
+a variant that cannot be served is left out (its share goes to the others) and says why.
+
 The decisions (which versions to try, who holds which stage, what to unload) are the pure
 functions of ``selection.py``; this module does the loading, switching and unloading they ask for.
 """
@@ -30,21 +36,32 @@ from onyxserve.core.scorer import ModelLoadError
 from onyxserve.repository.config import ConfigError, ModelConfig
 from onyxserve.repository.stages import SERVED_STAGES, ModelStages, StageReader, StageReadError
 from onyxserve.repository.store import MANIFEST_FILE, list_models, list_versions
+from onyxserve.repository.variants import Split, Variant
 from onyxserve.server.drift.monitor import DriftSettings
-from onyxserve.server.errors import ModelNotFound, ModelNotReady, RepositoryError
-from onyxserve.server.metrics import MODEL_STAGE
+from onyxserve.server.errors import (
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    RepositoryError,
+    VariantNotFound,
+)
+from onyxserve.server.metrics import MODEL_STAGE, VARIANT_SHARE
 from onyxserve.server.models.selection import (
     default_version,
     policy_unloads,
     policy_versions,
     production_candidates,
+    served_split,
     side_targets,
     stage_controlled,
     staged_roles,
     staged_states,
     staged_unloads,
+    variant_targets,
+    wanted_split,
 )
 from onyxserve.server.models.served import ServedModel
+from onyxserve.server.models.variants import Router, Routing
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +75,7 @@ class VersionState:
     state: str
     reason: str = ""
     stages: tuple[str, ...] = ()  # registry stages this version serves as
+    variant: str = ""  # the production variant it serves as, e.g. "v4=4:10%"
 
 
 def _fingerprint(path: Path) -> float:
@@ -96,6 +114,8 @@ class ModelRepository:
         self._registry_problem = ""  # why the last read failed ("" = it did not)
         self._roles: dict[str, dict[str, str]] = {}  # name -> stage -> version serving as it
         self._reported: dict[tuple[str, str], str] = {}  # (name, stage) -> unserved reason logged
+        self._splits: dict[str, Split] = {}  # name -> the production split wanted (registry or config.json)
+        self._routers: dict[str, Router] = {}  # name -> the split as served (read on the request path)
 
     # ---- lookups (hot path) ----
 
@@ -116,6 +136,53 @@ class ModelRepository:
         if version and name in self._served:
             raise ModelNotFound(f"model '{name}' has no version '{version}'; serving {sorted(self._served[name])}")
         raise ModelNotFound(f"model '{name}' not found; serving {sorted(self._served) or 'no models'}")
+
+    def route(self, name: str, version: str, routing: Routing) -> tuple[ServedModel, str | None]:
+        """The version that answers a request, and the production variant it was routed to
+        (None when the request named a version, or the model has no variants). Hot path: dict
+        lookups, and one hash per variant for a routing key."""
+        if version:
+            if routing.variant is not None:
+                raise InvalidInput(
+                    f"model '{name}': a request names a version or a variant, not both"
+                    f" (version {version!r}, variant {routing.variant!r})"
+                )
+            return self.get(name, version), None
+        router = self._routers.get(name)
+        if router is None:
+            model = self.get(name)  # ModelNotFound / ModelNotReady when nothing serves
+            if routing.variant is not None:
+                raise VariantNotFound(
+                    f"model '{name}' has no production variants; variant {routing.variant!r} is not one"
+                )
+            return model, None
+        if routing.variant is None:
+            variant, model = router.choose(routing.key)
+            return model, variant.name
+        chosen = router.named(routing.variant)
+        if chosen is None:
+            self._variant_missing(name, routing.variant, router)
+        return chosen[1], routing.variant
+
+    def _variant_missing(self, name: str, variant: str, router: Router) -> None:
+        wanted = next((x for x in self._splits.get(name, ()) if x.name == variant), None)
+        if wanted is not None:  # in the split, but its version does not serve
+            state = self._states.get((name, wanted.version))
+            why = f": {state.reason}" if state is not None and state.reason else ""
+            raise ModelNotReady(f"model '{name}' variant '{variant}' (version {wanted.version}) is not ready{why}")
+        raise VariantNotFound(f"model '{name}' has no variant '{variant}'; its variants: {router.describe()}")
+
+    def variant_of(self, name: str, version: str) -> tuple[Variant, float] | None:
+        """The production variant ``name``/``version`` serves as, and its share (0..1)."""
+        router = self._routers.get(name)
+        if router is None:
+            return None
+        return next(((v, router.share(v)) for v, m in router.entries if m.version == version), None)
+
+    def routed_versions(self, name: str) -> list[str]:
+        """The versions serving as ``name``'s production variants now (primary first)."""
+        router = self._routers.get(name)
+        return [] if router is None else [m.version for _, m in router.entries]
 
     def ready_models(self) -> list[ServedModel]:
         return [m for versions in self._served.values() for m in versions.values()]
@@ -154,16 +221,21 @@ class ModelRepository:
         """A serving version's state, its registry stages named in the reason (what a Triton
         user reads in RepositoryIndex) and in ``stages`` (the HTTP index)."""
         held = self.stages_of(s.name, s.version)
-        if not held or s.version not in self._served.get(s.name, {}):
+        variant = self.variant_of(s.name, s.version)
+        if (not held and variant is None) or s.version not in self._served.get(s.name, {}):
             return s
         aliases = self._stages.get(s.name, ModelStages()).aliases
-        reason = "registry stage: " + ", ".join(held)
+        reason = "registry stage: " + ", ".join(held) if held else ""
         standing_in = [f"{stage} is version {aliases[stage]}" for stage in held if aliases.get(stage, s.version) != s.version]
         if standing_in:
             reason += f" (standing in: {', '.join(standing_in)})"
-        if self._registry_problem:
+        shown = ""
+        if variant is not None and len(self._routers[s.name].entries) > 1:  # a split: say its share
+            shown = f"{variant[0].name}={s.version}:{100 * variant[1]:.4g}%"
+            reason = "; ".join(r for r in (reason, f"production variant {shown} of requests without a version") if r)
+        if self._registry_problem and held:
             reason += f"; registry unreadable, using the stages last read: {self._registry_problem}"
-        return VersionState(s.name, s.version, s.state, "; ".join(r for r in (reason, s.reason) if r), held)
+        return VersionState(s.name, s.version, s.state, "; ".join(r for r in (reason, s.reason) if r), held, shown)
 
     # ---- changes ----
 
@@ -198,6 +270,10 @@ class ModelRepository:
 
     async def close(self, grace_s: float) -> None:
         async with self._lock:
+            for name, router in self._routers.items():  # nothing is routed any more
+                for variant, model in router.entries:
+                    VARIANT_SHARE.labels(name, model.version, variant.name).set(0)
+            self._routers.clear()
             await asyncio.gather(*(m.stop(grace_s) for m in self.ready_models()))
             self._served.clear()
             self._default.clear()
@@ -251,9 +327,13 @@ class ModelRepository:
             self._report_unserved(name, stages, "serving by config.json's version_policy instead")
 
     async def _sync_policy(self, name: str, config: ModelConfig, available: list[str], explicit: bool) -> None:
-        """Today's Triton-style selection: config.json's version_policy."""
+        """Today's Triton-style selection: config.json's version_policy, plus its variants
+        (each routed to as soon as it serves: none of them is production to switch from)."""
+        self._splits[name] = config.variants
         self._set_roles(name, {})
-        wanted = policy_versions(config, available)
+        self._refresh_router(name)
+        variants = variant_targets(config.variants, available)
+        wanted = sorted(set(policy_versions(config, available)) | set(variants), key=int)
         if not wanted:
             self._set_state(name, "", UNAVAILABLE, f"no version folders in {self.root / name}")
             return
@@ -261,7 +341,8 @@ class ModelRepository:
             await self._ensure_loaded(name, version, config, explicit)
         for version in policy_unloads(wanted, list(self._served.get(name, {}))):
             await self._unload_version(name, version, "not selected by the version policy")
-        self._drop_stale_states(name, keep=set(wanted))
+        self._drop_stale_states(name, keep=set(wanted) | set(config.variant_versions()))
+        self._report_unserved_variants(name, config.variants, "config.json variant")
 
     async def _sync_staged(
         self, name: str, config: ModelConfig, stages: ModelStages, available: list[str], explicit: bool
@@ -277,18 +358,25 @@ class ModelRepository:
                 break
         if production is None:
             return False
-        # the switch: requests without a version go to the new production from here on
+        split = wanted_split(stages)
+        for version in variant_targets(split[1:], available):
+            await self._ensure_loaded(name, version, config, explicit)
+        # the switch: requests without a version go to the new production and split from here on
+        # (both set before the router is rebuilt, so it never pairs the new split with the old role)
+        self._splits[name] = split
         self._set_roles(name, {**before, "production": production})
+        self._refresh_router(name)
         for _stage, target in side_targets(stages, available):
             await self._ensure_loaded(name, target, config, explicit)
         # loads only add versions, so who serves now decides each side stage's holder
         serving = list(self._served.get(name, {}))
         roles = staged_roles(production, stages, available, before, serving)
         self._set_roles(name, roles)
-        for version in staged_unloads(roles, serving):
-            await self._unload_version(name, version, "no longer holds a registry stage")
+        for version in staged_unloads(roles, serving, split):
+            await self._unload_version(name, version, "no longer holds a registry stage or production variant")
         self._drop_stale_states(name, keep=staged_states(roles, stages))
         self._report_unserved(name, stages, "")
+        self._report_unserved_variants(name, split[1:], "production variant")
         return True
 
     async def _ensure_loaded(self, name: str, version: str, config: ModelConfig, explicit: bool) -> bool:
@@ -325,6 +413,47 @@ class ModelRepository:
                 log.error("model %s: %s", name, reason)
                 self._reported[(name, stage)] = reason
             self._set_state(name, target, UNAVAILABLE, reason)
+
+    def _report_unserved_variants(self, name: str, split: Split, what: str) -> None:
+        """A state (and log line) for every variant whose version does not serve."""
+        served = self._served.get(name, {})
+        for variant in split:
+            key = (name, f"variant {variant.name}")
+            if variant.version in served:
+                self._reported.pop(key, None)
+                continue
+            version_dir = self.root / name / variant.version
+            why = self._errors.get((name, variant.version), "not loaded") if version_dir.is_dir() else (
+                f"{version_dir} does not exist")
+            reason = (f"{what} {variant} points at version {variant.version}, which cannot be served: {why};"
+                      " its share goes to the other variants")
+            if self._reported.get(key) != reason:
+                log.error("model %s: %s", name, reason)
+                self._reported[key] = reason
+            self._set_state(name, variant.version, UNAVAILABLE, reason)
+
+    def _refresh_router(self, name: str) -> None:
+        """Swap in the router of the split as served now (one assignment; nothing is reloaded)."""
+        versions = self._served.get(name, {})
+        production = self._roles.get(name, {}).get("production")
+        split = served_split(self._splits.get(name, ()), production, versions)
+        old = self._routers.get(name)
+        router = Router([(x, versions[x.version]) for x in split]) if split else None
+        if router is not None and router.same_as(old):
+            return
+        if old is not None:
+            for variant, model in old.entries:
+                VARIANT_SHARE.labels(name, model.version, variant.name).set(0)
+        if router is None:
+            self._routers.pop(name, None)
+            if old is not None:
+                log.info("model %s: no production variants", name)
+            return
+        for variant, model in router.entries:
+            VARIANT_SHARE.labels(name, model.version, variant.name).set(router.share(variant))
+        self._routers[name] = router
+        if len(router.entries) > 1 or (old is not None and len(old.entries) > 1):
+            log.info("model %s: production split %s", name, router.describe())
 
     def _drop_stale_states(self, name: str, keep: set[str]) -> None:
         loaded = self._served.get(name, {})
@@ -388,9 +517,10 @@ class ModelRepository:
         log.info("model %s version %s unloaded: %s", name, version, reason)
 
     async def _unload_all(self, name: str, reason: str) -> None:
+        self._splits.pop(name, None)
         self._set_roles(name, {})
-        for stage in SERVED_STAGES:
-            self._reported.pop((name, stage), None)
+        for key in [k for k in self._reported if k[0] == name]:
+            del self._reported[key]
         for version in list(self._served.get(name, {})):
             await self._unload_version(name, version, reason)
         self._served.pop(name, None)
@@ -407,6 +537,7 @@ class ModelRepository:
         else:
             self._default.pop(name, None)
             self._served.pop(name, None)
+        self._refresh_router(name)  # a version loaded, reloaded or gone: the router follows
         self._on_change(name, bool(versions))
 
     def _set_state(self, name: str, version: str, state: str, reason: str = "") -> None:

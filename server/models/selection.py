@@ -17,6 +17,11 @@ Two regimes:
   targets (``side_targets``); ``staged_roles`` says who serves as what afterwards (the old holder
   of a stage keeps it until the new one can serve); ``staged_unloads`` are the versions no role
   keeps.
+
+Production variants (several versions sharing production traffic by weight): the registry's
+split in the stages regime, config.json's ``variants`` in the version_policy regime.
+``variant_targets`` are the versions to load for them, ``served_split`` is the split requests
+without a version are routed over once loaded (``variants.Router``).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from onyxserve.repository.config import ModelConfig
 from onyxserve.repository.stages import SERVED_STAGES, ModelStages
+from onyxserve.repository.variants import Split, Variant, default_name, solo
 
 # served stages other than production: loaded beside it, reached by explicit version only
 SIDE_STAGES = tuple(s for s in SERVED_STAGES if s != "production")
@@ -94,17 +100,55 @@ def staged_roles(
     return roles
 
 
-def staged_unloads(roles: Mapping[str, str], serving: Iterable[str]) -> list[str]:
-    """Serving versions no stage keeps any more."""
-    keep = set(roles.values())
+def staged_unloads(roles: Mapping[str, str], serving: Iterable[str], split: Split = ()) -> list[str]:
+    """Serving versions no stage and no production variant keeps any more."""
+    keep = set(roles.values()) | {x.version for x in split}
     return [v for v in serving if v not in keep]
 
 
 def staged_states(roles: Mapping[str, str], stages: ModelStages) -> set[str]:
     """Versions whose state RepositoryIndex keeps showing: those serving a role, and every
-    served stage's target (one that cannot be served says why)."""
+    served stage's and production variant's target (one that cannot be served says why)."""
     targets = {stages.aliases[s] for s in SERVED_STAGES if s in stages.aliases}
-    return set(roles.values()) | targets
+    return set(roles.values()) | targets | {x.version for x in stages.variants}
+
+
+def wanted_split(stages: ModelStages) -> Split:
+    """The registry's production split: its variants, or the production version alone."""
+    return stages.variants or (solo(stages.production) if stages.production else ())
+
+
+def variant_targets(split: Split, available: Collection[str]) -> list[str]:
+    """The versions of ``split`` to load, in split order (primary first), whose folder exists."""
+    return [x.version for x in split if x.version in available]
+
+
+def served_split(split: Split, production: str | None, serving: Collection[str]) -> Split:
+    """The variants requests without a version are spread over now, from the wanted ``split``.
+
+    Registry split (``production``: the version serving as production): the primary's share is
+    served by that version even while it stands in for a primary that cannot serve (under its
+    default name unless the primary was named; one variant with the stand-in's own if it has
+    one). Any other variant whose version does not serve is left out: its share goes to the rest
+    by weight, so a broken canary never takes traffic from the model. config.json's split
+    (``production`` None): the variants whose version serves. Registry: at least the production
+    version alone; config: () when nothing with a positive weight serves (the default version
+    then answers, as without variants)."""
+    out: list[Variant] = []
+    for i, x in enumerate(split):
+        if i == 0 and production is not None and x.version != production:
+            name = default_name(production) if x.name == default_name(x.version) else x.name
+            x = Variant(name, production, x.weight)
+        if x.version not in serving:
+            continue
+        same = next((j for j, y in enumerate(out) if y.version == x.version), None)
+        if same is None:
+            out.append(x)
+        else:  # the stand-in already has a variant of its own: one variant, both shares
+            out[same] = Variant(out[same].name, x.version, out[same].weight + x.weight)
+    if not any(x.weight > 0 for x in out):
+        return solo(production) if production is not None and production in serving else ()
+    return tuple(out)
 
 
 def default_version(serving: Collection[str], roles: Mapping[str, str]) -> str | None:

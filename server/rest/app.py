@@ -11,7 +11,7 @@ from onyxserve.server import metrics
 from onyxserve.server.dataplane import DataPlane
 from onyxserve.server.errors import InvalidInput, client_error
 from onyxserve.server.models.served import MISSING_VALUE, PLATFORM
-from onyxserve.server.rest.codec import decode_request, encode_response
+from onyxserve.server.rest.codec import decode_request, decode_routing, encode_response
 
 log = logging.getLogger(__name__)
 DATAPLANE = web.AppKey("dataplane", DataPlane)
@@ -79,7 +79,9 @@ async def infer(request: web.Request) -> web.Response:
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise InvalidInput("request body is not valid JSON") from None
     tensors, requested = decode_request(body)
-    result = await _dp(request).infer(request.match_info["name"], _version(request), tensors, requested)
+    result = await _dp(request).infer(
+        request.match_info["name"], _version(request), tensors, requested, routing=decode_routing(body)
+    )
     return web.json_response(encode_response(result, body.get("id", "")))
 
 
@@ -91,7 +93,8 @@ async def shadow_report(request: web.Request) -> web.Response:
 async def repository_index(request: web.Request) -> web.Response:
     index = _dp(request).repository_index()
     return web.json_response([
-        {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason, "stages": list(s.stages)}
+        {"name": s.name, "version": s.version, "state": s.state, "reason": s.reason, "stages": list(s.stages),
+         **({"variant": s.variant} if s.variant else {})}
         for s in index
     ])
 

@@ -11,6 +11,7 @@ from onyxserve.protos import v2bytes
 from onyxserve.protos.v2types import DTYPES
 from onyxserve.server.dataplane import InferResult
 from onyxserve.server.errors import InvalidInput
+from onyxserve.server.models.variants import NO_ROUTING, VARIANT, Routing, routing_from
 from onyxserve.server.tensors import Tensor, check_shape
 
 
@@ -21,6 +22,16 @@ def decode_request(body: Any) -> tuple[list[Tensor], list[str]]:
     tensors = [tensor_from_json(entry) for entry in body["inputs"]]
     requested = [o.get("name", "") for o in body.get("outputs", []) if isinstance(o, dict)]
     return tensors, requested
+
+
+def decode_routing(body: dict[str, Any]) -> Routing:
+    """The body's routing parameters (``parameters.routing_key``, ``parameters.variant``)."""
+    parameters = body.get("parameters")
+    if parameters is None:
+        return NO_ROUTING
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"'parameters' must be an object, got {type(parameters).__name__}")
+    return routing_from(parameters)
 
 
 def tensor_from_json(entry: dict) -> Tensor:
@@ -60,9 +71,12 @@ def encode_response(result: InferResult, request_id: str) -> dict[str, Any]:
         {"name": name, "datatype": types[name], "shape": list(array.shape), "data": _json_value(array, types[name])}
         for name, array in result.outputs.items()
     ]
-    return {
+    body = {
         "model_name": result.model.name,
         "model_version": result.model.version,
         "id": request_id,
         "outputs": outputs,
     }
+    if result.variant is not None:  # the production variant that answered
+        body["parameters"] = {VARIANT: result.variant}
+    return body

@@ -1,7 +1,8 @@
 """Shadow evaluation: the version holding the registry's ``shadow`` stage sees production's traffic
 and is compared with it, but never answers.
 
-Every request production answered (requests without an explicit version) is handed to
+Every request production answered (requests without an explicit version, whichever production
+variant answered it: each variant is its own comparison pair) is handed to
 ``mirror`` once its outputs exist. On the request's path that is O(1) and cannot raise: append
 to the model's bounded shadow queue (full: dropped and counted, never waited for) and wake the
 model's shadow worker. The worker runs later on the loop: it waits ``shadow_gather_ms`` (the
@@ -231,7 +232,17 @@ class ShadowMirror:
         production = self.repository.get(name)  # ModelNotFound / ModelNotReady name the problem
         shadow = self.target(name, production)
         if shadow is not None:
-            return self._pair(production, shadow).stats.report(active=True)
+            out = self._pair(production, shadow).stats.report(active=True)
+            # production variants beside the production version: each compared with the shadow too
+            others = {
+                version: pair.stats.report(active=True)
+                for version in self.repository.routed_versions(name)
+                if version != production.version
+                and (pair := self._pairs.get((name, version, shadow.version))) is not None
+            }
+            if others:
+                out["other_variants"] = others
+            return out
         last = self._latest.get(name)
         if last is None:
             raise ModelNotFound(

@@ -129,6 +129,7 @@ class Infer:
 
     model: str
     rows: np.ndarray = field(default_factory=ROW.copy)
+    parameters: dict[str, Any] = field(default_factory=dict)  # V2 request parameters
 
 
 def _triton_input(request: Infer) -> triton.InferInput:
@@ -163,7 +164,8 @@ class Grpc:
         def answered(result: Any, error: InferenceServerException | None) -> None:
             future.set_result(_answer(error))
 
-        self.client.async_infer(request.model, [_triton_input(request)], answered)
+        self.client.async_infer(request.model, [_triton_input(request)], answered,
+                                parameters=request.parameters or None)
         return future
 
     def load(self, model: str) -> Answer:
@@ -197,7 +199,8 @@ class Stream(Grpc):
     def send(self, request: Infer) -> Future[Answer]:
         future: Future[Answer] = Future()
         self._sent.put(future)
-        self.client.async_stream_infer(request.model, [_triton_input(request)], request_id=str(next(self._ids)))
+        self.client.async_stream_infer(request.model, [_triton_input(request)], request_id=str(next(self._ids)),
+                                       parameters=request.parameters or None)
         return future
 
     def close(self) -> None:
@@ -224,6 +227,8 @@ class Rest:
         rows = request.rows
         body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(rows.shape),
                             "data": rows.ravel().tolist()}]}
+        if request.parameters:
+            body["parameters"] = request.parameters
         return self._pool.submit(self.call, "POST", f"/v2/models/{request.model}/infer", body)
 
     def load(self, model: str) -> Answer:
@@ -316,6 +321,10 @@ CASES = [
     Case(errors.InvalidInput, "NaN without imputer", "INVALID_ARGUMENT", 400, ("fraud", "Time", "NaN"),
          infer(Infer("fraud", np.full((1, 30), np.nan, np.float32)))),
     Case(errors.ModelNotFound, "unknown model", "NOT_FOUND", 404, ("ghost",), infer(Infer("ghost"))),
+    Case(errors.VariantNotFound, "variant the model does not have", "NOT_FOUND", 404,
+         ("fraud", "production variants", "'ghost'"), infer(Infer("fraud", parameters={"variant": "ghost"}))),
+    Case(errors.InvalidInput, "routing key of the wrong type", "INVALID_ARGUMENT", 400, ("routing_key", "1.5"),
+         infer(Infer("fraud", parameters={"routing_key": 1.5}))),
     Case(errors.ModelNotReady, "failed to load", "UNAVAILABLE", 503, ("broken", "not ready", "sha256"),
          infer(Infer("broken"))),
     Case(errors.QueueFull, "one-place queue taken", "RESOURCE_EXHAUSTED", 429, ("full", "queue is full"),

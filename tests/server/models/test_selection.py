@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from onyxserve.repository.config import ModelConfig
 from onyxserve.repository.stages import ModelStages
+from onyxserve.repository.variants import Variant, make_split, solo
 from onyxserve.server.models.selection import (
     SIDE_STAGES,
     default_version,
     policy_unloads,
     policy_versions,
     production_candidates,
+    served_split,
     side_targets,
     stage_controlled,
     staged_roles,
     staged_states,
     staged_unloads,
+    variant_targets,
+    wanted_split,
 )
 
 AVAILABLE = ["1", "2", "3", "4", "5"]
@@ -148,3 +152,34 @@ def test_default_version():
     assert default_version(["1", "10"], {"production": "2"}) == "10"  # production not loaded: highest
     assert default_version([], {"production": "2"}) is None
     assert default_version({"3": object(), "4": object()}, {"shadow": "4"}) == "4"  # a mapping works too
+
+
+# -- production variants ---------------------------------------------------------------------
+
+
+def test_the_wanted_split_and_its_versions():
+    split = make_split([(None, 3, 90), (None, 4, 10)], primary=3)
+    assert wanted_split(ModelStages({"production": "3"}, variants=split)) == split
+    assert wanted_split(stages(production="3")) == solo(3) and wanted_split(stages()) == ()
+    assert variant_targets(make_split([(None, 3, 1), (None, 9, 1)], primary=3), AVAILABLE) == ["3"]
+    # a variant's version is kept loaded and its state shown, like a stage's
+    assert staged_unloads({"production": "3"}, ["2", "3", "4"], split) == ["2"]
+    assert staged_states({"production": "3"}, ModelStages({"production": "3"}, variants=split)) == {"3", "4"}
+
+
+def test_served_split_leaves_out_what_cannot_serve():
+    split = make_split([(None, 3, 80), ("canary", 4, 10), (None, 5, 10)], primary=3)
+    assert served_split(split, "3", {"3", "4", "5"}) == split
+    # a canary that does not serve is left out: the others keep their weights (the router normalizes)
+    assert served_split(split, "3", {"3", "5"}) == (Variant("v3", "3", 80.0), Variant("v5", "5", 10.0))
+    # a stand-in serves the primary's share, under its own default name
+    assert served_split(split, "2", {"2", "4", "5"})[0] == Variant("v2", "2", 80.0)
+    # ... merged with its own variant when it has one
+    assert served_split(split, "5", {"4", "5"}) == (Variant("v5", "5", 90.0), Variant("canary", "4", 10.0))
+    named = make_split([("blue", 3, 50), (None, 4, 50)], primary=3)
+    assert served_split(named, "2", {"2", "4"})[0] == Variant("blue", "2", 50.0)
+    # nothing with weight left: production alone (registry), nothing (config.json)
+    zero = make_split([(None, 3, 0), (None, 4, 1)], primary=3)
+    assert served_split(zero, "3", {"3"}) == solo(3)
+    assert served_split(zero, None, {"3"}) == () and served_split(zero, None, {"3", "4"}) == zero
+    assert served_split((), None, {"3"}) == ()
