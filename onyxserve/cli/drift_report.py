@@ -69,18 +69,23 @@ def _psi(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
+def _p(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
 def summary_text(report: dict[str, Any]) -> str:
     since, window = report["since_load"], report["window"]
     lines = [
         f"{report['model']} version {report['version']}: {since['rows']} rows since load "
         f"({report['workers']} worker(s)), {window['rows']} in the last {window['seconds']:.0f}s; "
-        f"PSI threshold {report['psi_threshold']}",
+        f"flagged at adjusted p <= {report['alpha']} ({report['correction']})",
         f"drifted since load: {', '.join(since['drifted_features'] + since['drifted_predictions']) or 'none'}",
         f"drifted in the window: {', '.join(window['drifted_features'] + window['drifted_predictions']) or 'none'}",
     ]
     width = max((len(r["name"]) for r in since["features"] + since["predictions"]), default=8)
     for r in since["features"] + since["predictions"]:
-        lines.append(f"  {r['name']:<{width}}  psi {_psi(r['psi']):>8}  rows {r['rows']:>8}"
+        lines.append(f"  {r['name']:<{width}}  {r['test']:>4} {_psi(r['statistic']):>8}  p {_p(r['p_value']):>8}"
+                     f"  q {_p(r['q_value']):>8}  psi {_psi(r['psi']):>8}  rows {r['rows']:>8}"
                      + ("  DRIFTED" if r["drifted"] else ""))
     for name, why in report.get("unmonitored", {}).items():
         lines.append(f"  {name:<{width}}  not monitored: {why}")
@@ -113,7 +118,7 @@ def _bars(r: dict[str, Any], window: dict[str, Any] | None):
                   fontsize=7)
     ax.set_ylabel("share of rows")
     state = "DRIFTED" if r["drifted"] else "ok"
-    ax.set_title(f"{r['name']}: PSI {_psi(r['psi'])} ({state})", fontsize=10)
+    ax.set_title(f"{r['name']}: {r['test']} {_psi(r['statistic'])}, p {_p(r['p_value'])} ({state})", fontsize=10)
     ax.legend(fontsize=7)
     return fig
 
@@ -129,22 +134,24 @@ def write_html(report: dict[str, Any], path: Path, max_plots: int = 40) -> Path:
         f" recent window: {window['rows']} rows over the last {window['seconds']:.0f}s"
         f" (configured {window['configured_seconds']:.0f}s); baseline: {report['baseline_rows']} training rows.",
     )
-    page.add_text(f"PSI threshold {report['psi_threshold']} (flagged only with at least {report['min_rows']} rows);"
-                  f" smoothing: {report['smoothing']}.")
+    page.add_text(f"Drifted: adjusted p-value at most {report['alpha']} ({report['correction']}), and at least"
+                  f" the rows the test needs. Tests: " + "; ".join(f"{k}: {v}" for k, v in report["tests"].items())
+                  + f". PSI (secondary, threshold {report['psi_threshold']}): smoothing {report['smoothing']}.")
     drifted = since["drifted_features"] + since["drifted_predictions"]
     page.add_text("Drifted since load: " + (", ".join(drifted) if drifted else "none") + ".")
-    header = ["feature", "type", "PSI since load", "PSI window", "drifted", "rows", "rates vs baseline"]
-    rows = [
-        [r["name"], r["type"], _psi(r["psi"]), _psi(windowed.get(r["name"], {}).get("psi")),
-         "yes" if r["drifted"] else "no", r["rows"], _rate_text(r)]
-        for r in since["features"]
-    ]
+    header = ["feature", "type", "test", "statistic", "p since load", "q since load", "p window", "JS distance",
+              "Wasserstein", "PSI", "drifted", "rows", "rates vs baseline"]
+
+    def row(r: dict[str, Any]) -> list[Any]:
+        w = windowed.get(r["name"], {})
+        return [r["name"], r["type"], r["test"], _psi(r["statistic"]), _p(r["p_value"]), _p(r["q_value"]),
+                _p(w.get("p_value")), _psi(r["js_distance"]), _p(r.get("wasserstein")), _psi(r["psi"]),
+                "yes" if r["drifted"] else "no", r["rows"], _rate_text(r)]
+
     page.add_heading("Features, most drifted first")
-    page.add_table(header, rows)
+    page.add_table(header, [row(r) for r in since["features"]])
     page.add_heading("Predictions")
-    page.add_table(header[:1] + header[2:6],
-                   [[r["name"], _psi(r["psi"]), _psi(windowed.get(r["name"], {}).get("psi")),
-                     "yes" if r["drifted"] else "no", r["rows"]] for r in since["predictions"]])
+    page.add_table(header[:1] + header[2:-1], [row(r)[:1] + row(r)[2:-1] for r in since["predictions"]])
     if report.get("unmonitored"):
         page.add_heading("Not monitored")
         page.add_table(["name", "why"], list(report["unmonitored"].items()))

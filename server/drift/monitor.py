@@ -26,6 +26,7 @@ import numpy as np
 from onyxserve.repository.manifest import Manifest
 from onyxserve.server.drift.counts import CountStore, shared_sources
 from onyxserve.server.drift.plan import DriftPlan, Series, numeric_slots, plan_drift
+from onyxserve.server.drift.statistics import DriftTests
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +37,9 @@ SMALL_BATCH = 4  # up to this many rows, predictions are counted without numpy
 @dataclass(frozen=True)
 class DriftSettings:
     enabled: bool = True
-    psi_threshold: float = 0.2  # a series whose PSI exceeds this is flagged as drifted
-    min_rows: int = 100  # fewer rows than this: PSI is reported, never flagged
+    alpha: float = 0.05  # Benjamini-Hochberg level across a version's series (statistics.py)
+    psi_threshold: float = 0.2  # secondary: a series whose PSI exceeds this is marked psi_over_threshold
+    min_rows: int = 1  # a floor above each test's own minimum rows (statistics.py): never flagged below
     window_s: float = 900.0  # the recent window's length
     snapshot_s: float = 60.0  # how often the window's snapshots are taken
     directory: Path | None = None  # multiprocess: where every worker's count files live
@@ -69,6 +71,7 @@ class DriftMonitor:
         self.loaded_at = time.time()
         self.digest = ""
         self._layout: dict[str, Any] = {}
+        self.tests = DriftTests([], settings.alpha)
 
     # -- loading
     def sketch_edges(self, manifest: Manifest) -> dict[str, np.ndarray | None]:
@@ -106,6 +109,8 @@ class DriftMonitor:
             self._inner_list = self._inner_edges.tolist()
             self._offsets_list = self._class_offsets.tolist()
             self._label_slot = {value: k for k, value in enumerate(labels)}
+        # the tests' index matrices and baseline CDFs: built once, each report only gathers counts
+        self.tests = DriftTests([s.test_bins() for s in self.series()], self.settings.alpha, self.settings.min_rows)
         self._layout = layout = self._describe()
         self.digest = layout["digest"]
         self._store.publish(layout)

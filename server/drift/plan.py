@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from onyxserve.repository.manifest import Manifest
+from onyxserve.server.drift.statistics import CHI2, KS, SeriesBins, numeric_points
 
 BELOW, ABOVE, MISSING, UNKNOWN = "below", "above", "missing", "unknown"
 
@@ -26,6 +27,15 @@ class Series:
     cls: str = ""  # probability: the class
     offset: int = -1  # into the version's count vector
     edges: tuple[float, ...] = ()  # numeric: the exact bin edges
+
+    @property
+    def test(self) -> str:
+        """Categories and labels have no order: chi-square; everything numeric: KS."""
+        return CHI2 if self.type in ("categorical", "label") else KS
+
+    def test_bins(self) -> SeriesBins:
+        points = numeric_points(self.edges, below_above_missing=self.type != "probability") if self.edges else ()
+        return SeriesBins(self.offset, self.baseline, self.test, points)
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "type": self.type, "class": self.cls,

@@ -11,7 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from onyxserve.server.drift.statistics import pool_cells
 from prometheus_client.parser import text_string_to_metric_families
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp
 
 from tests.server.drift.drift_models import (
     CITIES,
@@ -82,7 +85,33 @@ def check_counts_and_psi(view: dict, frame, outputs: list[dict]) -> None:
         assert r["live_counts"] == np.histogram(np.clip(proba[:, k], 0, 1), np.linspace(0, 1, 11))[0].tolist()
     for r in rows.values():
         assert r["psi"] == pytest.approx(reference_psi(r["live_counts"], r["baseline_counts"]), rel=1e-9, abs=1e-12)
-        assert r["drifted"] == (r["psi"] > 0.2 and r["rows"] >= 100)
+        assert r["psi_over_threshold"] == (r["psi"] > 0.2)
+    check_tests(view)
+
+
+def check_tests(view: dict, alpha: float = 0.05) -> None:
+    """Each series' test equals scipy's on the counts (slots repeated as data), and the flags are
+    Benjamini-Hochberg's over the version's series."""
+    rows = by_name(view)
+    for r in rows.values():
+        live, base = np.array(r["live_counts"]), np.array(r["baseline_counts"])
+        if r["test"] == "ks":
+            slots = np.arange(len(live))
+            ref = ks_2samp(np.repeat(slots, live), np.repeat(slots, base), method="asymp")
+            assert r["statistic"] == ref.statistic, r["name"]
+            assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-3, abs=1e-6), r["name"]
+        else:
+            L, B = pool_cells(live[None, :], base[None, :])
+            keep = (L[0] + B[0]) > 0
+            ref = chi2_contingency(np.array([L[0][keep], B[0][keep]]), correction=False)
+            assert r["statistic"] == pytest.approx(ref.statistic, rel=1e-9), r["name"]
+            assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300), r["name"]
+        assert r["js_distance"] == pytest.approx(jensenshannon(live, base, base=2), rel=1e-9)
+    tested = [r for r in rows.values() if r["rows"] >= r["min_rows"]]
+    q = false_discovery_control([r["p_value"] for r in tested], method="bh")
+    for r, qv in zip(tested, q):
+        assert r["q_value"] == pytest.approx(qv, rel=1e-9)
+        assert r["drifted"] == (qv <= alpha), r["name"]
 
 
 def test_rows_drawn_like_training_are_not_flagged(drift_server):
@@ -109,16 +138,20 @@ def test_a_shifted_feature_and_unseen_categories_are_exactly_the_ones_flagged(dr
     since = report(drift_server, "shop_shift")["since_load"]
     check_counts_and_psi(since, frame, outputs)
     assert sorted(since["drifted_features"]) == ["a", "city"]
-    assert [r["name"] for r in since["features"][:2]] == sorted(["a", "city"], key=lambda n: -by_name(since)[n]["psi"])
+    assert {r["name"] for r in since["features"][:2]} == {"a", "city"}  # the most significant first
+    assert by_name(since)["a"]["wasserstein"] > 1.0  # +1.5 sd of a N(0, 1), in a's units
     city = by_name(since)["city"]
     assert city["unknown_rate"] == pytest.approx(city["live_counts"][-1] / 2000)
     assert city["unknown_rate"] > 0.3 and city["baseline_unknown_rate"] == 0.0
 
 
 def test_the_psi_threshold_is_configurable_per_request(drift_server):
+    """PSI is secondary now: the threshold marks psi_over_threshold, the tests flag."""
     send(drift_server, "shop_shift", shop_frame(200, seed=13))
     status, body = http_json(drift_server.http_url + "/v2/models/shop_shift/drift?psi_threshold=1000")
-    assert status == 200 and body["psi_threshold"] == 1000 and body["since_load"]["drifted_features"] == []
+    assert status == 200 and body["psi_threshold"] == 1000
+    assert not any(r["psi_over_threshold"] for r in body["since_load"]["features"])
+    assert body["alpha"] == 0.05 and body["correction"].startswith("benjamini-hochberg")
     status, body = http_json(drift_server.http_url + "/v2/models/shop_shift/drift?psi_threshold=x")
     assert status == 400 and "psi_threshold" in body["error"]
 
