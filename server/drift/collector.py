@@ -27,8 +27,11 @@ class DriftCollector:
         for layout, counts in sources:
             model, version = layout["model"], layout["version"]
             for s in layout["series"]:
-                values = counts[s["offset"] : s["offset"] + len(s["bins"])].tolist()
-                for label, value in zip(s["bins"], values):
+                values = counts[s["offset"] : s["offset"] + len(s["bins"])]
+                # fine bins summed into a few runs (plan.Series.groups); older layouts: every bin
+                groups = s.get("groups") or [(b, k, k + 1) for k, b in enumerate(s["bins"])]
+                for label, start, stop in groups:
+                    value = int(values[start:stop].sum())
                     if s["kind"] == "feature":
                         key = (model, version, s["name"], label)
                         features[key] = features.get(key, 0) + value

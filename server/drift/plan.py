@@ -13,6 +13,7 @@ from onyxserve.repository.manifest import Manifest
 from onyxserve.server.drift.statistics import CHI2, KS, SeriesBins, numeric_points
 
 BELOW, ABOVE, MISSING, UNKNOWN = "below", "above", "missing", "unknown"
+METRIC_BINS = 10  # /metrics sums a numeric series' fine bins into this many runs
 
 
 @dataclass(frozen=True)
@@ -37,9 +38,28 @@ class Series:
         points = numeric_points(self.edges, below_above_missing=self.type != "probability") if self.edges else ()
         return SeriesBins(self.offset, self.baseline, self.test, points)
 
+    def groups(self) -> list[tuple[str, int, int]]:
+        """The slots Prometheus exports, (label, start, stop): each slot while there are few; a
+        numeric series' fine bins summed into METRIC_BINS runs of consecutive bins ("[a, b)")
+        beside below / above / missing, so that /metrics keeps ~a dozen series per feature."""
+        inner = len(self.edges) - 1
+        if not self.edges or inner <= METRIC_BINS:
+            return [(b, k, k + 1) for k, b in enumerate(self.bins)]
+        first = 0 if self.type == "probability" else 1  # probabilities have no below slot
+        cuts = np.linspace(0, inner, METRIC_BINS + 1).round().astype(int)
+        texts = _edge_texts(np.asarray(self.edges)[cuts])
+        out = [(BELOW, 0, 1)] if first else []
+        for g in range(METRIC_BINS):
+            close = "]" if g == METRIC_BINS - 1 else ")"
+            out.append((f"[{texts[g]}, {texts[g + 1]}{close}", first + int(cuts[g]), first + int(cuts[g + 1])))
+        if first:
+            out += [(ABOVE, inner + 1, inner + 2), (MISSING, inner + 2, inner + 3)]
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "type": self.type, "class": self.cls,
-                "bins": list(self.bins), "offset": self.offset}
+                "bins": list(self.bins), "offset": self.offset,
+                "groups": [list(g) for g in self.groups()]}
 
 
 def _edge_texts(edges: np.ndarray) -> list[str]:
@@ -79,7 +99,10 @@ def _numeric_baseline(summary: Mapping[str, Any]) -> tuple[np.ndarray, tuple[int
         return "the baseline has no histogram (no finite values in the training sample)"
     if not np.isfinite(edges).all() or (np.diff(edges) <= 0).any():
         return "the baseline's edges are not strictly increasing finite numbers"
-    missing = _rounded(summary.get("missing_rate", 0.0), int(summary.get("count", 0)))
+    if "missing_count" in summary:  # a training-data baseline: missing among the histogram's rows
+        missing = int(summary["missing_count"])
+    else:  # an export-sample baseline (older manifests): the rate over the sample
+        missing = _rounded(summary.get("missing_rate", 0.0), int(summary.get("count", 0)))
     return edges, (0, *counts, 0, missing)
 
 
