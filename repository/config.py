@@ -25,6 +25,8 @@ class ModelConfig:
     versions: tuple[str, ...] = ()  # specific: which
     intra_op_threads: int = 0  # 0 = the server's setting
     inline_max_rows: int = 64  # batches up to this many rows run on the event loop thread
+    drift_window_rows: int = 0  # a drift window closes once it holds this many rows; 0 = the server's
+    drift_window_seconds: int = 0  # ... or this many seconds after it opened; 0 = the server's
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelConfig:
@@ -42,7 +44,8 @@ class ModelConfig:
         if "versions" in data:
             data["versions"] = tuple(str(v) for v in data["versions"])
         for key in ("max_batch_size", "max_queue_delay_microseconds", "max_queue_size",
-                    "default_timeout_microseconds", "num_versions", "intra_op_threads", "inline_max_rows"):
+                    "default_timeout_microseconds", "num_versions", "intra_op_threads", "inline_max_rows",
+                    "drift_window_rows", "drift_window_seconds"):
             value = data.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{path}: '{key}' must be a non-negative integer, got {value!r}")

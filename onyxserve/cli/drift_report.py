@@ -4,7 +4,8 @@
 
 The server computes the report (GET /v2/models/MODEL[/versions/V]/drift, see server/drift/report.py);
 this command prints a summary and renders a self-contained HTML page: baseline vs live bars per
-feature, the most drifted first, for the counts since load and for the recent window.
+feature, the most drifted first, for the counts since load and for the last closed window (the
+open one while none has closed yet).
 """
 
 from __future__ import annotations
@@ -74,13 +75,14 @@ def _p(value: float | None) -> str:
 
 
 def summary_text(report: dict[str, Any]) -> str:
-    since, window = report["since_load"], report["window"]
+    since, window = report["since_load"], _window(report)
     lines = [
         f"{report['model']} version {report['version']}: {since['rows']} rows since load "
-        f"({report['workers']} worker(s)), {window['rows']} in the last {window['seconds']:.0f}s; "
+        f"({report['workers']} worker(s)), {window['rows']} in {_window_text(window)}; "
         f"flagged at adjusted p <= {report['alpha']} ({report['correction']})",
         f"drifted since load: {', '.join(since['drifted_features'] + since['drifted_predictions']) or 'none'}",
-        f"drifted in the window: {', '.join(window['drifted_features'] + window['drifted_predictions']) or 'none'}",
+        f"drifted in {_window_text(window)}: "
+        f"{', '.join(window['drifted_features'] + window['drifted_predictions']) or 'none'}",
     ]
     width = max((len(r["name"]) for r in since["features"] + since["predictions"]), default=8)
     for r in since["features"] + since["predictions"]:
@@ -90,6 +92,16 @@ def summary_text(report: dict[str, Any]) -> str:
     for name, why in report.get("unmonitored", {}).items():
         lines.append(f"  {name:<{width}}  not monitored: {why}")
     return "\n".join(lines)
+
+
+def _window(report: dict[str, Any]) -> dict[str, Any]:
+    """The last closed window; the open one while none has closed (older servers: "window")."""
+    return report.get("window") or report.get("current_window") or {}
+
+
+def _window_text(w: dict[str, Any]) -> str:
+    state = "window" if w.get("closed", True) else "open window"
+    return f"{state} {w.get('index', '')} ({w.get('seconds', 0):.0f}s)".replace("  ", " ")
 
 
 def _rate_text(r: dict[str, Any]) -> str:
@@ -109,7 +121,7 @@ def _bars(r: dict[str, Any], window: dict[str, Any] | None):
     x = np.arange(len(bins))
     series = [("baseline", r["baseline"], "#999999"), ("live since load", r["live"], "#1f77b4")]
     if window is not None and window["rows"]:
-        series.append(("live, recent window", window["live"], "#ff7f0e"))
+        series.append(("live, last window", window["live"], "#ff7f0e"))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(min(11, 1.2 + 0.55 * len(bins)), 2.8))
     for k, (label, values, color) in enumerate(series):
@@ -126,13 +138,14 @@ def _bars(r: dict[str, Any], window: dict[str, Any] | None):
 def write_html(report: dict[str, Any], path: Path, max_plots: int = 40) -> Path:
     from onyxserve.html_report import Report
 
-    since, window = report["since_load"], report["window"]
-    windowed = {r["name"]: r for r in window["features"] + window["predictions"]}
+    since, window = report["since_load"], _window(report)
+    windowed = {r["name"]: r for r in window.get("features", []) + window.get("predictions", [])}
+    ws = report.get("window_settings", {})
     page = Report(
         f"Drift: {report['model']} version {report['version']}",
         f"{since['rows']} rows since the version loaded ({since['seconds']:.0f}s, {report['workers']} worker(s));"
-        f" recent window: {window['rows']} rows over the last {window['seconds']:.0f}s"
-        f" (configured {window['configured_seconds']:.0f}s); baseline: {report['baseline_rows']} training rows.",
+        f" {_window_text(window)}: {window.get('rows', 0)} rows (windows close after {ws.get('seconds', 0):.0f}s"
+        f" or {ws.get('rows') or 'any number of'} rows); baseline: {report['baseline_rows']} training rows.",
     )
     page.add_text(f"Drifted: adjusted p-value at most {report['alpha']} ({report['correction']}), and at least"
                   f" the rows the test needs. Tests: " + "; ".join(f"{k}: {v}" for k, v in report["tests"].items())

@@ -1,6 +1,7 @@
-"""The JSON drift report of one version, since the version loaded and over the recent window (the
-difference between now and the oldest periodic snapshot not older than ``window_s``; the report
-says how many seconds that window really spans).
+"""The JSON drift report of one version: since the version loaded (``since_load``), the last
+closed tumbling window (``window``: each window is tested once, on its own rows), the open one
+(``current_window``, partial), and the last closed windows in brief (``windows``), each with its
+span (unix start and end, seconds) and rows.
 
 Per series: the two-sample test against the baseline (KS for numeric series, chi-square for
 categories and labels; ``statistics.py`` says how each equals scipy's), its p-value and the
@@ -16,7 +17,7 @@ import time
 from typing import Any
 
 import numpy as np
-from onyxserve.server.drift.monitor import DriftMonitor
+from onyxserve.server.drift.monitor import DriftMonitor, Window
 from onyxserve.server.drift.plan import Series
 from onyxserve.server.drift.statistics import CHI2, PSI_SMOOTHING, Results
 
@@ -81,8 +82,9 @@ def _rank(r: dict[str, Any]) -> tuple[float, float]:
     return (p if p is not None else math.inf, -(r["statistic"] or 0.0))
 
 
-def _view(monitor: DriftMonitor, counts: np.ndarray, psi_threshold: float, seconds: float) -> dict[str, Any]:
-    results = monitor.tests.run(counts)
+def _view(monitor: DriftMonitor, counts: np.ndarray, psi_threshold: float, seconds: float,
+          results: Results | None = None) -> dict[str, Any]:
+    results = monitor.tests.run(counts) if results is None else results
     nf = len(monitor.plan.features)
     features = [series_report(s, counts, results, i, psi_threshold) for i, s in enumerate(monitor.plan.features)]
     predictions = [series_report(s, counts, results, nf + i, psi_threshold)
@@ -98,22 +100,50 @@ def _view(monitor: DriftMonitor, counts: np.ndarray, psi_threshold: float, secon
     }
 
 
+def _span(w: Window, closed: bool, now: float) -> dict[str, Any]:
+    end = w.end_unix if closed else now
+    return {"index": w.index, "closed": closed, "start_unix": round(w.start_unix, 3),
+            "end_unix": round(end, 3), "seconds": round(end - w.start_unix, 3)}
+
+
+def _brief(monitor: DriftMonitor, w: Window) -> dict[str, Any]:
+    """A closed window in a few numbers per series: enough to follow a feature over time."""
+    r = monitor.window_results(w)
+    names = [s.name if not s.cls else f"{s.name}[{s.cls}]" for s in monitor.series()]
+    nf = len(monitor.plan.features)
+    return {**_span(w, True, w.end_unix), "rows": w.rows,
+            "drifted_features": [n for n, d in zip(names[:nf], r.drifted[:nf]) if d],
+            "drifted_predictions": [n for n, d in zip(names[nf:], r.drifted[nf:]) if d],
+            "series": {n: {"statistic": _number(r.statistic[i]), "p_value": _number(r.p_value[i]),
+                           "q_value": _number(r.q_value[i]), "drifted": bool(r.drifted[i])}
+                       for i, n in enumerate(names)}}
+
+
 def build_report(monitor: DriftMonitor, psi_threshold: float | None = None) -> dict[str, Any]:
-    """The JSON drift report of one version: since load and the recent window."""
+    """The JSON drift report of one version: since load, the last closed window, the open one."""
     threshold = monitor.settings.psi_threshold if psi_threshold is None else psi_threshold
     total, sources = monitor.totals()
-    age, base = monitor.window_base()
-    window = np.maximum(total - base, 0)  # a worker's file gone since the snapshot: never negative
+    current, current_counts = monitor.current_window()
+    closed = list(monitor.closed)
+    now = time.time()
+    last = None
+    if closed:
+        w = closed[-1]
+        last = {**_span(w, True, now), **_view(monitor, w.counts, threshold, w.seconds, monitor.window_results(w))}
     m = monitor.manifest
+    s = monitor.settings
     return {
         "model": m.name, "version": m.version,
-        "alpha": monitor.settings.alpha, "correction": CORRECTION, "tests": TESTS,
-        "min_rows": monitor.settings.min_rows,
+        "alpha": s.alpha, "correction": CORRECTION, "tests": TESTS,
+        "min_rows": s.min_rows,
         "psi_threshold": threshold, "smoothing": SMOOTHING_NOTE,
         "loaded_unix": monitor.loaded_at, "workers": len(sources), "sources": sources,
         "baseline_rows": int((m.baseline or {}).get("rows", 0)),
-        "since_load": _view(monitor, total, threshold, time.time() - monitor.loaded_at),
-        "window": {"configured_seconds": monitor.settings.window_s,
-                   **_view(monitor, window, threshold, age)},
+        "window_settings": {"seconds": s.window_s, "rows": s.window_rows, "check_seconds": s.snapshot_s},
+        "since_load": _view(monitor, total, threshold, now - monitor.loaded_at),
+        "window": last,
+        "current_window": {**_span(current, False, now),
+                           **_view(monitor, current_counts, threshold, now - current.start_unix)},
+        "windows": [_brief(monitor, w) for w in closed],
         "unmonitored": dict(monitor.plan.unmonitored),
     }

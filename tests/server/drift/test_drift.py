@@ -231,20 +231,41 @@ def test_prometheus_counters_carry_the_report_counts(drift_server):
     assert "[0.9, 1]" in proba
 
 
-def test_the_window_holds_only_the_recent_rows(drift_server):
+def next_window(server: ServerProcess, model: str, after: int, timeout_s: float = 10.0) -> dict:
+    """The report once a window after ``after`` is open (bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = report(server, model)
+        if body["current_window"]["index"] > after:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"no window after {after} opened within {timeout_s}s")
+
+
+def test_the_windows_tumble_and_hold_only_their_rows(drift_server):
+    """Windows of 3 s, checked every 0.5 s: the early rows are sent just after one opens, the
+    late ones just after the next opens (so neither set straddles a boundary)."""
+    start = next_window(drift_server, "shop_window", report(drift_server, "shop_window")["current_window"]["index"])
     early = shop_frame(300, seed=16)
     send(drift_server, "shop_window", early)
-    time.sleep(4.5)  # window 3 s, snapshots every 0.5 s: the early rows leave the window
+    next_window(drift_server, "shop_window", start["current_window"]["index"])
     late = shop_frame(200, seed=17, shift_a=1.5)
     send(drift_server, "shop_window", late)
     body = report(drift_server, "shop_window")
     assert body["since_load"]["rows"] == 500
-    window = body["window"]
-    assert window["configured_seconds"] == 3 and 2.0 <= window["seconds"] <= 3.0
-    assert window["rows"] == 200
-    a = by_name(window)["a"]
+    assert body["window_settings"] == {"seconds": 3, "rows": 0, "check_seconds": 0.5}
+    closed = body["window"]
+    assert closed["closed"] and 3.0 <= closed["seconds"] <= 3.6 and closed["rows"] == 300
+    assert closed["index"] == start["current_window"]["index"]
+    assert closed["end_unix"] - closed["start_unix"] == pytest.approx(closed["seconds"], abs=1e-3)
+    a = by_name(closed)["a"]
+    assert a["live_counts"] == expected_numeric(early["a"].to_numpy(float), np.array(a["edges"]))
+    current = body["current_window"]
+    assert not current["closed"] and current["index"] > closed["index"] and current["rows"] == 200
+    a = by_name(current)["a"]
     assert a["live_counts"] == expected_numeric(late["a"].to_numpy(float), np.array(a["edges"]))
-    assert "a" in window["drifted_features"]
+    assert "a" in current["drifted_features"] and "a" not in closed["drifted_features"]
+    assert body["windows"][-1]["index"] == closed["index"] and body["windows"][-1]["rows"] == 300
 
 
 def test_drift_report_command_renders_html(drift_server, tmp_path):

@@ -3,6 +3,7 @@ the setting that turns drift counting off."""
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import numpy as np
@@ -39,7 +40,9 @@ def feature_counters(url: str, feature: str) -> dict[str, float]:
 
 
 def test_two_workers_counts_sum_in_metrics_and_report(repo):
-    with ServerProcess(repo, args=["--model-control", "none", "--workers", "2"]) as server:
+    # row windows under --workers N close at the checks, on every worker's rows
+    env = {"ONYXSERVE_DRIFT_WINDOW_ROWS": "30", "ONYXSERVE_DRIFT_SNAPSHOT_S": "0.2"}
+    with ServerProcess(repo, args=["--model-control", "none", "--workers", "2"], env=env) as server:
         sent = []
         # each urllib request is a new connection: SO_REUSEPORT spreads them over the workers
         for i in range(60):  # bounded: stop once both workers have counted rows
@@ -64,6 +67,12 @@ def test_two_workers_counts_sum_in_metrics_and_report(repo):
             counters = feature_counters(server.http_url, "a")
             assert [counters[b] for b in a["bins"]] == a["live_counts"]
             assert sum(counters.values()) == rows
+        time.sleep(0.5)  # a check has run on each worker since the last rows
+        for _ in range(4):  # whichever worker answers: its windows partition the rows since load
+            status, body = http_json(server.http_url + "/v2/models/shop/drift")
+            closed = body["windows"]
+            assert closed and all(w["rows"] >= 30 for w in closed) and body["current_window"]["rows"] < 30
+            assert sum(w["rows"] for w in closed) + body["current_window"]["rows"] == rows
 
 
 def test_drift_off_counts_nothing(repo):
