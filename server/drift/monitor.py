@@ -213,7 +213,7 @@ class DriftMonitor:
             return counts, [{"pid": os.getpid(), "rows": self._rows(counts)}]
         total = np.zeros(len(self._store.array), dtype=np.int64)
         sources = []
-        for layout, counts in shared_sources(directory):
+        for layout, counts in shared_sources(directory, retired=False):  # since each worker loaded
             if layout.get("digest") == self.digest:
                 total += counts
                 sources.append({"pid": int(layout["pid"]), "rows": self._rows(counts)})
@@ -280,7 +280,7 @@ class DriftMonitor:
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self._store.close()
+        self._store.close(self._layout or None)  # retired: the exported counters never drop
 
     def series(self) -> list[Series]:
         return [*self.plan.features, *self.plan.predictions]

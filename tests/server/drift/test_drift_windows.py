@@ -97,3 +97,32 @@ def test_window_settings_in_config_json_are_checked(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"drift_window_rows": -1}))
     with pytest.raises(ConfigError, match="drift_window_rows"):
         ModelConfig.load(tmp_path)
+
+
+def gauges(server: ServerProcess, model: str) -> dict[tuple[str, str, str], float]:
+    """(family, series, view) -> value of the drift gauges on /metrics for ``model``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.server.drift.test_drift import urllib_get
+
+    out = {}
+    for fam in text_string_to_metric_families(urllib_get(server.http_url + "/metrics")):
+        for s in fam.samples:
+            if s.name.startswith("onyxserve_drift_") and s.labels.get("model") == model and "series" in s.labels:
+                out[(s.name, s.labels["series"], s.labels["view"])] = s.value
+            elif s.name == "onyxserve_drift_window_rows" and s.labels.get("model") == model:
+                out[(s.name, "", "window")] = s.value
+    return out
+
+
+def test_the_gauges_carry_the_report(server):
+    body = report(server, "by_rows")  # after the row-window test: the last window is shifted
+    g = gauges(server, "by_rows")
+    assert g[("onyxserve_drift_window_rows", "", "window")] == body["window"]["rows"] == 1000
+    for view in ("window", "since_load"):
+        for r in body[view]["features"] + body[view]["predictions"]:
+            assert g[("onyxserve_drift_drifted", r["name"], view)] == float(r["drifted"]), (view, r["name"])
+            assert g[("onyxserve_drift_p_value", r["name"], view)] == pytest.approx(r["p_value"], rel=1e-12)
+            assert g[("onyxserve_drift_q_value", r["name"], view)] == pytest.approx(r["q_value"], rel=1e-12)
+            assert g[("onyxserve_drift_statistic", r["name"], view)] == pytest.approx(r["statistic"], rel=1e-12)
+    assert g[("onyxserve_drift_drifted", "a", "window")] == 1.0

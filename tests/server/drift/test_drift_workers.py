@@ -75,6 +75,48 @@ def test_two_workers_counts_sum_in_metrics_and_report(repo):
             assert sum(w["rows"] for w in closed) + body["current_window"]["rows"] == rows
 
 
+def test_counters_never_drop_across_an_unload_and_load_in_one_worker(repo):
+    """--workers 2, explicit model control: one worker unloads and reloads the version (both
+    calls on one connection, so one worker); the summed counters every scrape answers with never
+    go backwards, and then grow by exactly the rows sent; that worker's report starts again."""
+    import http.client
+
+    with ServerProcess(repo, args=["--model-control", "explicit", "--workers", "2"]) as server:
+        rows = 0
+        for i in range(60):  # bounded: until both workers have counted rows
+            frame = shop_frame(10, seed=300 + i).fillna({"c": 5.0})
+            status, body = http_json(server.http_url + "/v2/models/shop/infer", {"inputs": rest_inputs(frame)})
+            assert status == 200, body
+            rows += 10
+            status, body = http_json(server.http_url + "/v2/models/shop/drift")
+            if i >= 5 and len(body["sources"]) == 2 and all(s["rows"] > 0 for s in body["sources"]):
+                break
+        assert len(body["sources"]) == 2 and sum(feature_counters(server.http_url, "a").values()) == rows
+        host, port = server.http_url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        for action in ("unload", "load"):
+            conn.request("POST", f"/v2/repository/models/shop/{action}", body=b"{}",
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            assert response.status == 200, response.read()
+            response.read()
+            for _ in range(4):  # whichever worker answers, the counters hold every row counted
+                assert sum(feature_counters(server.http_url, "a").values()) == rows, action
+        conn.close()
+        frame = shop_frame(10, seed=400).fillna({"c": 5.0})
+        sent = 0
+        for _ in range(10):
+            status, body = http_json(server.http_url + "/v2/models/shop/infer", {"inputs": rest_inputs(frame)})
+            if status == 200:  # the worker that unloaded has it again: every request succeeds
+                sent += 10
+        assert sent == 100
+        for _ in range(4):
+            assert sum(feature_counters(server.http_url, "a").values()) == rows + sent
+        # reports count the rows since each worker (re)loaded: never more than the counters
+        status, body = http_json(server.http_url + "/v2/models/shop/drift")
+        assert status == 200 and body["since_load"]["rows"] < rows + sent
+
+
 def test_drift_off_counts_nothing(repo):
     env = {"ONYXSERVE_DRIFT": "false"}
     with ServerProcess(repo, args=["--model-control", "none"], env=env) as server:
