@@ -106,7 +106,10 @@ def _window_text(w: dict[str, Any]) -> str:
 
 def _rate_text(r: dict[str, Any]) -> str:
     if "unknown_rate" in r:
-        return f"unknown {r['unknown_rate']:.2%} (baseline {r['baseline_unknown_rate']:.2%})"
+        text = f"unknown {r['unknown_rate']:.2%} (baseline {r['baseline_unknown_rate']:.2%})"
+        if "missing_rate" in r:
+            text += f", missing {r['missing_rate']:.2%} (baseline {r['baseline_missing_rate']:.2%})"
+        return text
     if "missing_rate" in r:
         return f"missing {r['missing_rate']:.2%} (baseline {r['baseline_missing_rate']:.2%})"
     return ""

@@ -1,6 +1,6 @@
 """What one version watches: the series (features and predictions) and their bins, built from
 the manifest's training baseline. Numeric: the baseline's histogram edges, plus below / above /
-missing slots; categorical: its categories plus one slot for unknown (and missing) values."""
+missing slots; categorical: its categories plus one slot for unknown and one for missing values."""
 
 from __future__ import annotations
 
@@ -141,11 +141,14 @@ def plan_drift(manifest: Manifest) -> DriftPlan:
                 plan.unmonitored[f.name] = "the baseline's categories differ from the category table"
                 continue
             unknown = UNKNOWN if UNKNOWN not in categories else f"__{UNKNOWN}__"
+            missing = MISSING if MISSING not in categories else f"__{MISSING}__"
             n = int(base.get("count", 0))
-            other = _rounded(base.get("unknown_rate", 0.0) + base.get("missing_rate", 0.0), n)
+            # the compiled sketch's slots: the categories, unknown, then missing (empty values)
             plan.sketch_edges[f.name] = None
-            plan.features.append(Series("feature", f.name, "categorical", (*categories, unknown),
-                                        (*(int(counts[c]) for c in categories), other)))
+            plan.features.append(Series("feature", f.name, "categorical", (*categories, unknown, missing),
+                                        (*(int(counts[c]) for c in categories),
+                                         _rounded(base.get("unknown_rate", 0.0), n),
+                                         _rounded(base.get("missing_rate", 0.0), n))))
         else:
             parsed = _numeric_baseline(base)
             if isinstance(parsed, str):

@@ -68,8 +68,9 @@ def series_report(s: Series, counts: np.ndarray, results: Results, i: int, psi_t
         out["class"] = s.cls
     if s.edges:
         out["edges"] = list(s.edges)
-    if s.type == "categorical":  # the sketch counts a missing (empty) value as unknown
-        out["unknown_rate"], out["baseline_unknown_rate"] = out["live"][-1], out["baseline"][-1]
+    if s.type == "categorical":  # slots: the categories, unknown, missing
+        out["unknown_rate"], out["baseline_unknown_rate"] = out["live"][-2], out["baseline"][-2]
+        out["missing_rate"], out["baseline_missing_rate"] = out["live"][-1], out["baseline"][-1]
     elif s.kind == "feature" or s.type == "value":
         out["missing_rate"], out["baseline_missing_rate"] = out["live"][-1], out["baseline"][-1]
         out["outside_rate"] = (out["live"][0] + out["live"][-2]) if rows else 0.0

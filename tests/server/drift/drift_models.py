@@ -47,13 +47,13 @@ def shop_pipeline() -> tuple[Pipeline, pd.DataFrame]:
 
 
 def build_shop_repository(root: Path, names: list[str], config: dict | None = None,
-                          baseline_rows: int = 0) -> None:
+                          baseline_rows: int = 0, baseline_data: pd.DataFrame | None = None) -> None:
     """Export the same fitted pipeline under each of ``names`` (baseline: 2000 sample rows, or
-    ``baseline_rows`` rows of training data drawn like the training frame)."""
+    ``baseline_rows`` rows of training data drawn like the training frame, or ``baseline_data``)."""
     from onyxserve.training.export.writer import export_model
 
     estimator, X = shop_pipeline()
-    data = shop_frame(baseline_rows, seed=99) if baseline_rows else None
+    data = shop_frame(baseline_rows, seed=99) if baseline_rows else baseline_data
     for name in names:
         export_model(estimator, name=name, repository=root, sample=X.iloc[:2000], register=False,
                      baseline_data=data)

@@ -1,6 +1,7 @@
 """A version exported with a training-data baseline (30,000 rows, 500 quantile bins), served:
 a stationary 5,000-row stream flags nothing, a +0.25 sd shift of one feature flags exactly it;
-/metrics sums the fine bins into a dozen counters per feature."""
+/metrics sums the fine bins into a dozen counters per feature; unseen categories and missing
+values are separate bins."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from tests.serving import ServerProcess, triton_feature_inputs
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("drift-baseline") / "models"
     build_shop_repository(root, ["calm", "moved"], {"max_batch_size": 1000}, baseline_rows=30_000)
+    gaps = shop_frame(30_000, seed=98)
+    gaps.loc[np.random.default_rng(3).uniform(size=len(gaps)) < 0.1, "city"] = ""  # 10% missing cities
+    build_shop_repository(root, ["gaps"], {"max_batch_size": 1000}, baseline_data=gaps)
     with ServerProcess(root, args=["--model-control", "none"]) as s:
         yield s
 
@@ -71,3 +75,23 @@ def test_metrics_sum_the_fine_bins_into_runs(server):
     runs = np.linspace(0, FINE_BINS, 11).round().astype(int)
     got = [v for k, v in samples.items() if k.startswith("[")]
     assert sorted(got) == sorted(sum(inner[runs[g] : runs[g + 1]]) for g in range(10))
+
+
+def test_unseen_categories_and_missing_values_are_separate_bins(server):
+    """Training had 10% missing cities; live has 10% never-seen cities and none missing: the
+    share outside the categories is the same (one shared bin would not move), the bins are not."""
+    live = shop_frame(2_000, seed=33, unseen_share=0.1)
+    send(server, "gaps", live)
+    view = since_load(server, "gaps")
+    check_tests(view)
+    city = next(r for r in view["features"] if r["name"] == "city")
+    assert city["bins"][-2:] == ["unknown", "missing"]
+    unseen = int((~live["city"].isin(["paris", "oslo", "lima", "quito"])).sum())
+    assert city["live_counts"][-2:] == [unseen, 0]
+    assert city["baseline_missing_rate"] == pytest.approx(0.1, abs=0.01) and city["baseline_unknown_rate"] == 0
+    outside = city["unknown_rate"] + city["missing_rate"]
+    assert outside == pytest.approx(city["baseline_unknown_rate"] + city["baseline_missing_rate"], abs=0.02)
+    assert "city" in view["drifted_features"] and city["p_value"] < 1e-10
+    # /metrics carries both bins
+    text = urllib_get(server.http_url + "/metrics")
+    assert 'feature="city"' in text and 'bin="missing"' in text and 'bin="unknown"' in text
