@@ -14,7 +14,8 @@ Against the raw values, with p_k, q_k the baseline and live shares of bin k,
 training data the statistic misses at most a few thousandths of the raw one. Ties only make
 the test conservative. The p-value is scipy's for (n, m): ``kstwo.sf(D, round(n m / (n + m)))``,
 which is ``ks_2samp(method="asymp")`` and what ``ks_2samp``'s "auto" picks once either sample
-exceeds 10,000 rows (a training baseline usually does).
+exceeds 10,000 rows (a training baseline usually does); ``kstwo_sf`` computes it in numpy to
+within 1e-3 of it (relative, for p >= 1e-4), since scipy's own call costs milliseconds a value.
 
 Categorical series (categorical features, predicted labels): Pearson's chi-square test of
 homogeneity on the 2 x K table live/baseline, without Yates' correction, as
@@ -30,7 +31,8 @@ first edge, above at the last; ``scipy.stats.wasserstein_distance`` with weights
 The flag: Benjamini-Hochberg across a version's series in one view (features and predictions
 together): a series is drifted when its BH-adjusted p-value (``q_value``,
 ``scipy.stats.false_discovery_control``) is at most ``alpha`` and it has at least its
-``min_rows``. Under no drift at all, P(any series flagged in a window) <= alpha.
+``min_rows``. Under no drift at all, P(any series flagged in a window) <= alpha (for independent
+or positively dependent series, as BH assumes).
 
 Minimum rows, derived from each test: KS (valid at any size; ties make it conservative): the rows
 at which a complete separation (D = 1) could be flagged at all, even at Bonferroni's level
@@ -248,7 +250,8 @@ class DriftTests:
         return out
 
     def run(self, counts: np.ndarray) -> Results:
-        ext = np.append(np.asarray(counts, dtype=np.float64), 0.0)
+        # integer counts: their cumulative sums are exact and ~6x faster than in floats
+        ext = np.append(np.asarray(counts, dtype=np.int64), 0)
         size = self.size
         stat, p, js, w, psi = (np.full(size, np.nan) for _ in range(5))
         n = np.zeros(size)
@@ -299,8 +302,7 @@ def _psi(live: np.ndarray, n: np.ndarray, g: _Group) -> np.ndarray:
 
 
 def _row_cumsum(x: np.ndarray) -> np.ndarray:
-    """np.cumsum(x, axis=1) for integer-valued float rows, as one flat cumulative sum less each
-    row's start (exact below 2^53; numpy's cumsum along rows is ~4x slower)."""
+    """np.cumsum(x, axis=1) of integer rows as one flat cumulative sum less each row's start."""
     if x.size == 0:
         return x.copy()
     flat = np.cumsum(x.ravel()).reshape(x.shape)
