@@ -115,16 +115,42 @@ def _rate_text(r: dict[str, Any]) -> str:
     return ""
 
 
+PLOT_RUNS = 20  # fine bins (hundreds) are summed into this many runs for the bar plots
+
+
+def _runs(r: dict[str, Any]) -> tuple[list[str], list[tuple[int, int]]]:
+    """Bar labels and (start, stop) slot ranges: every slot while few, else the inner bins
+    summed into PLOT_RUNS runs of consecutive bins beside below / above / missing."""
+    bins, edges = r["bins"], r.get("edges") or []
+    inner = len(edges) - 1
+    if inner <= PLOT_RUNS:
+        return list(bins), [(k, k + 1) for k in range(len(bins))]
+    first = 1 if bins[0] == "below" else 0
+    cuts = [round(inner * g / PLOT_RUNS) for g in range(PLOT_RUNS + 1)]
+    labels = ["below"] if first else []
+    ranges = [(0, 1)] if first else []
+    for g in range(PLOT_RUNS):
+        labels.append(f"[{edges[cuts[g]]:.3g}, {edges[cuts[g + 1]]:.3g}{']' if g == PLOT_RUNS - 1 else ')'}")
+        ranges.append((first + cuts[g], first + cuts[g + 1]))
+    labels += bins[first + inner :]  # above, missing
+    ranges += [(k, k + 1) for k in range(first + inner, len(bins))]
+    return labels, ranges
+
+
 def _bars(r: dict[str, Any], window: dict[str, Any] | None):
     import numpy as np
 
     from onyxserve.html_report import plt
 
-    bins = r["bins"]
+    bins, ranges = _runs(r)
+
+    def summed(shares: list[float]) -> list[float]:
+        return [sum(shares[a:b]) for a, b in ranges]
+
     x = np.arange(len(bins))
-    series = [("baseline", r["baseline"], "#999999"), ("live since load", r["live"], "#1f77b4")]
+    series = [("baseline", summed(r["baseline"]), "#999999"), ("live since load", summed(r["live"]), "#1f77b4")]
     if window is not None and window["rows"]:
-        series.append(("live, last window", window["live"], "#ff7f0e"))
+        series.append(("live, last window", summed(window["live"]), "#ff7f0e"))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(min(11, 1.2 + 0.55 * len(bins)), 2.8))
     for k, (label, values, color) in enumerate(series):

@@ -91,7 +91,7 @@ def test_the_sketch_is_exact_and_chunk_independent_within_the_reservoir(tmp_path
     # the plan reads it: fine bins, the baseline's size = the histogram's rows
     for s in plan_drift(__import__("dataclasses").replace(manifest, baseline=a)).features:
         assert sum(s.baseline) == 12_000
-        assert len(s.bins) == (FINE_BINS + 3 if s.type != "categorical" else 5)
+        assert len(s.bins) == (FINE_BINS + 3 if s.type != "categorical" else 4 + 2)  # cities, unknown, missing
 
 
 def test_export_with_training_data_and_the_small_sample_warning(tmp_path):
