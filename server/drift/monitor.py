@@ -224,12 +224,13 @@ class DriftMonitor:
         return int(counts[series[0].offset : series[0].offset + len(series[0].bins)].sum()) if series else 0
 
     # -- windows
-    def close_window(self, total: np.ndarray | None = None) -> Window | None:
-        """Close the open window now (its counts: the totals less its base) and open the next."""
+    def close_window(self, total: np.ndarray | None = None, only: Window | None = None) -> Window | None:
+        """Close the open window now (its counts: the totals less its base) and open the next;
+        with ``only``, unless another thread has closed that one meanwhile."""
         total = self.totals()[0] if total is None else total
         with self._lock:
             w = self._current
-            if w is None:
+            if w is None or (only is not None and w is not only):
                 return None
             counts = np.maximum(total - w.base, 0)  # a worker's file gone since: never negative
             w.end_unix, w.counts, w.rows = time.time(), counts, self._rows(counts)
@@ -248,8 +249,8 @@ class DriftMonitor:
         total = self.totals()[0]
         old = s.window_s > 0 and time.monotonic() - w.start_mono >= s.window_s
         full = s.window_rows > 0 and not self._exact_rows and self._rows(total - w.base) >= s.window_rows
-        if old or full:
-            self.close_window(total)
+        if old or full:  # unless a batch closed it since (by rows): then the next one is young
+            self.close_window(total, only=w)
 
     def current_window(self) -> tuple[Window, np.ndarray]:
         """The open window and its counts so far."""
