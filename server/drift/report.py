@@ -1,7 +1,8 @@
 """The JSON drift report of one version: since the version loaded (``since_load``), the last
 closed tumbling window (``window``: each window is tested once, on its own rows), the open one
 (``current_window``, partial), and the last closed windows in brief (``windows``), each with its
-span (unix start and end, seconds) and rows.
+span (unix start and end, seconds) and rows. Each series' bins, edges and baseline counts are
+the same in every view: they are in ``since_load`` only (hundreds of bins per feature).
 
 Per series: the two-sample test against the baseline (KS for numeric series, chi-square for
 categories and labels; ``statistics.py`` says how each equals scipy's), its p-value and the
@@ -45,7 +46,11 @@ def _number(x: float) -> float | None:
     return None if not math.isfinite(x) else float(x)  # JSON has no NaN
 
 
-def series_report(s: Series, counts: np.ndarray, results: Results, i: int, psi_threshold: float) -> dict[str, Any]:
+STATIC = ("bins", "edges", "baseline_counts", "baseline")  # the same in every view: since_load only
+
+
+def series_report(s: Series, counts: np.ndarray, results: Results, i: int, psi_threshold: float,
+                  static: bool = True) -> dict[str, Any]:
     live = counts[s.offset : s.offset + len(s.bins)]
     base = np.asarray(s.baseline, dtype=np.int64)
     rows = int(results.rows[i])
@@ -74,6 +79,9 @@ def series_report(s: Series, counts: np.ndarray, results: Results, i: int, psi_t
     elif s.kind == "feature" or s.type == "value":
         out["missing_rate"], out["baseline_missing_rate"] = out["live"][-1], out["baseline"][-1]
         out["outside_rate"] = (out["live"][0] + out["live"][-2]) if rows else 0.0
+    if not static:  # a window's view: hundreds of bins, edges and baseline counts once are enough
+        for key in STATIC:
+            out.pop(key, None)
     return out
 
 
@@ -84,11 +92,12 @@ def _rank(r: dict[str, Any]) -> tuple[float, float]:
 
 
 def _view(monitor: DriftMonitor, counts: np.ndarray, psi_threshold: float, seconds: float,
-          results: Results | None = None) -> dict[str, Any]:
+          results: Results | None = None, static: bool = False) -> dict[str, Any]:
     results = monitor.tests.run(counts) if results is None else results
     nf = len(monitor.plan.features)
-    features = [series_report(s, counts, results, i, psi_threshold) for i, s in enumerate(monitor.plan.features)]
-    predictions = [series_report(s, counts, results, nf + i, psi_threshold)
+    features = [series_report(s, counts, results, i, psi_threshold, static)
+                for i, s in enumerate(monitor.plan.features)]
+    predictions = [series_report(s, counts, results, nf + i, psi_threshold, static)
                    for i, s in enumerate(monitor.plan.predictions)]
     features.sort(key=_rank)
     return {
@@ -141,7 +150,7 @@ def build_report(monitor: DriftMonitor, psi_threshold: float | None = None) -> d
         "loaded_unix": monitor.loaded_at, "workers": len(sources), "sources": sources,
         "baseline_rows": int((m.baseline or {}).get("rows", 0)),
         "window_settings": {"seconds": s.window_s, "rows": s.window_rows, "check_seconds": s.snapshot_s},
-        "since_load": _view(monitor, total, threshold, now - monitor.loaded_at),
+        "since_load": _view(monitor, total, threshold, now - monitor.loaded_at, static=True),
         "window": last,
         "current_window": {**_span(current, False, now),
                            **_view(monitor, current_counts, threshold, now - current.start_unix)},

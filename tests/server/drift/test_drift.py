@@ -90,12 +90,14 @@ def check_counts_and_psi(view: dict, frame, outputs: list[dict]) -> None:
     check_tests(view)
 
 
-def check_tests(view: dict, alpha: float = 0.05) -> None:
+def check_tests(view: dict, alpha: float = 0.05, static: dict | None = None) -> None:
     """Each series' test equals scipy's on the counts (slots repeated as data), and the flags are
-    Benjamini-Hochberg's over the version's series."""
+    Benjamini-Hochberg's over the version's series. A window's view takes the baseline counts
+    from ``static`` (the report's since_load)."""
     rows = by_name(view)
+    baselines = by_name(static or view)
     for r in rows.values():
-        live, base = np.array(r["live_counts"]), np.array(r["baseline_counts"])
+        live, base = np.array(r["live_counts"]), np.array(baselines[r["name"]]["baseline_counts"])
         if r["test"] == "ks":
             slots = np.arange(len(live))
             ref = ks_2samp(np.repeat(slots, live), np.repeat(slots, base), method="asymp")
@@ -259,12 +261,14 @@ def test_the_windows_tumble_and_hold_only_their_rows(drift_server):
     assert closed["closed"] and 3.0 <= closed["seconds"] <= 3.6 and closed["rows"] == 300
     assert closed["index"] == start["current_window"]["index"]
     assert closed["end_unix"] - closed["start_unix"] == pytest.approx(closed["seconds"], abs=1e-3)
+    edges = np.array(by_name(body["since_load"])["a"]["edges"])  # bins and edges: since_load only
+    assert "edges" not in by_name(closed)["a"] and "baseline_counts" not in by_name(closed)["a"]
     a = by_name(closed)["a"]
-    assert a["live_counts"] == expected_numeric(early["a"].to_numpy(float), np.array(a["edges"]))
+    assert a["live_counts"] == expected_numeric(early["a"].to_numpy(float), edges)
     current = body["current_window"]
     assert not current["closed"] and current["index"] > closed["index"] and current["rows"] == 200
     a = by_name(current)["a"]
-    assert a["live_counts"] == expected_numeric(late["a"].to_numpy(float), np.array(a["edges"]))
+    assert a["live_counts"] == expected_numeric(late["a"].to_numpy(float), edges)
     assert "a" in current["drifted_features"] and "a" not in closed["drifted_features"]
     assert body["windows"][-1]["index"] == closed["index"] and body["windows"][-1]["rows"] == 300
 
