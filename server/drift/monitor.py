@@ -70,7 +70,8 @@ class Window:
     index: int
     start_unix: float
     start_mono: float
-    base: np.ndarray  # the totals when it opened
+    base: dict[str, np.ndarray]  # each count source's counts when it opened (a source: one
+    # worker's file, or this process's vector)
     end_unix: float = 0.0
     counts: np.ndarray | None = None
     rows: int = 0
@@ -144,7 +145,7 @@ class DriftMonitor:
         self._layout = layout = self._describe()
         self.digest = layout["digest"]
         self._store.publish(layout)
-        self._current = Window(0, time.time(), time.monotonic(), np.zeros(len(base), dtype=np.int64))
+        self._current = Window(0, time.time(), time.monotonic(), {})  # every source from zero
 
     def layout(self) -> dict[str, Any]:
         return self._layout
@@ -207,35 +208,49 @@ class DriftMonitor:
     def totals(self) -> tuple[np.ndarray, list[dict[str, int]]]:
         """Counts since load summed over every worker serving this version, and each worker's
         rows (``pid``, ``rows``)."""
+        found = self._sources()
+        total = np.zeros(len(self._store.array), dtype=np.int64)
+        for counts in found.values():
+            total += counts
+        return total, [{"pid": int(key.split("-")[0]), "rows": self._rows(c)} for key, c in found.items()]
+
+    def _sources(self) -> dict[str, np.ndarray]:
+        """Each count source's counts now: this process's vector, or every serving worker's
+        file (retired counts left out), keyed by pid and load time."""
         directory = self.settings.directory
         if directory is None or self._store.path is None:
-            counts = np.array(self._store.array, dtype=np.int64)
-            return counts, [{"pid": os.getpid(), "rows": self._rows(counts)}]
-        total = np.zeros(len(self._store.array), dtype=np.int64)
-        sources = []
-        for layout, counts in shared_sources(directory, retired=False):  # since each worker loaded
-            if layout.get("digest") == self.digest:
-                total += counts
-                sources.append({"pid": int(layout["pid"]), "rows": self._rows(counts)})
-        return total, sources
+            return {f"{os.getpid()}-{self.loaded_at}": np.array(self._store.array, dtype=np.int64)}
+        return {f"{layout['pid']}-{layout['loaded_unix']}": counts
+                for layout, counts in shared_sources(directory, retired=False)  # since each worker loaded
+                if layout.get("digest") == self.digest}
 
     def _rows(self, counts: np.ndarray) -> int:
         series = self.series()
         return int(counts[series[0].offset : series[0].offset + len(series[0].bins)].sum()) if series else 0
 
     # -- windows
-    def close_window(self, total: np.ndarray | None = None, only: Window | None = None) -> Window | None:
-        """Close the open window now (its counts: the totals less its base) and open the next;
-        with ``only``, unless another thread has closed that one meanwhile."""
-        total = self.totals()[0] if total is None else total
+    def _since(self, w: Window, sources: dict[str, np.ndarray]) -> np.ndarray:
+        """The counts of ``sources`` since ``w`` opened, source by source: a source new since
+        then counts from zero; one not read now (gone, or its file missed) adds nothing now."""
+        counts = np.zeros(len(self._store.array), dtype=np.int64)
+        for key, c in sources.items():
+            base = w.base.get(key)
+            counts += c if base is None else np.maximum(c - base, 0)
+        return counts
+
+    def close_window(self, sources: dict[str, np.ndarray] | None = None, only: Window | None = None) -> Window | None:
+        """Close the open window now (its counts: each source's counts less its base) and open
+        the next; with ``only``, unless another thread has closed that one meanwhile."""
+        sources = self._sources() if sources is None else sources
         with self._lock:
             w = self._current
             if w is None or (only is not None and w is not only):
                 return None
-            counts = np.maximum(total - w.base, 0)  # a worker's file gone since: never negative
+            counts = self._since(w, sources)
             w.end_unix, w.counts, w.rows = time.time(), counts, self._rows(counts)
             self.closed.append(w)
-            self._current = Window(w.index + 1, w.end_unix, time.monotonic(), total)
+            # a source not read now keeps its old base: its rows since go to the next window, once
+            self._current = Window(w.index + 1, w.end_unix, time.monotonic(), {**w.base, **sources})
             self._open_rows = 0
             return w
 
@@ -246,18 +261,18 @@ class DriftMonitor:
         if w is None:
             return
         s = self.settings
-        total = self.totals()[0]
+        sources = self._sources()
         old = s.window_s > 0 and time.monotonic() - w.start_mono >= s.window_s
-        full = s.window_rows > 0 and not self._exact_rows and self._rows(total - w.base) >= s.window_rows
+        full = s.window_rows > 0 and not self._exact_rows and self._rows(self._since(w, sources)) >= s.window_rows
         if old or full:  # unless a batch closed it since (by rows): then the next one is young
-            self.close_window(total, only=w)
+            self.close_window(sources, only=w)
 
     def current_window(self) -> tuple[Window, np.ndarray]:
         """The open window and its counts so far."""
-        total = self.totals()[0]
+        sources = self._sources()
         with self._lock:
             w = self._current
-        return w, np.maximum(total - w.base, 0)
+        return w, self._since(w, sources)
 
     def window_results(self, w: Window) -> Results:
         if w.results is None:
