@@ -258,7 +258,8 @@ def test_the_windows_tumble_and_hold_only_their_rows(drift_server):
     assert body["since_load"]["rows"] == 500
     assert body["window_settings"] == {"seconds": 3, "rows": 0, "check_seconds": 0.5}
     closed = body["window"]
-    assert closed["closed"] and 3.0 <= closed["seconds"] <= 3.6 and closed["rows"] == 300
+    # 3 s, closed by a check every 0.5 s (a loaded machine may run the check late)
+    assert closed["closed"] and 3.0 <= closed["seconds"] <= 5.0 and closed["rows"] == 300
     assert closed["index"] == start["current_window"]["index"]
     assert closed["end_unix"] - closed["start_unix"] == pytest.approx(closed["seconds"], abs=1e-3)
     edges = np.array(by_name(body["since_load"])["a"]["edges"])  # bins and edges: since_load only
