@@ -314,8 +314,8 @@ cdef int _categorical(const Params* p, Py_ssize_t j, const char* buf, Py_ssize_t
             return ST_TRUNC_ELEMENT
         if k < n_rows and bad < 0:
             code = _lookup(&p.tables[j], buf + pos, m)
-            if f & F_SKETCH:  # raw value: a missing (empty) value counts as unknown
-                p.counts[p.sk_off[j] + (code if code >= 0 else p.n_cat[j])] += 1
+            if f & F_SKETCH:  # raw value: the categories, then unknown, then missing (empty)
+                p.counts[p.sk_off[j] + (code if code >= 0 else p.n_cat[j] + (m == 0))] += 1
             r = 0
             if m == 0 and (f & F_IMPUTE):
                 code, r = <int32_t>p.impute_code[j], 1

@@ -57,7 +57,8 @@ class FeatureNormalizer:
     sorted finite bin edges of the raw value; its counts have ``len(edges) + 2`` slots: below
     the first edge, the ``len(edges) - 1`` bins of ``numpy.histogram(x, edges)``, above the
     last edge, NaN. For a categorical feature the value is ignored (use None); its counts are
-    one slot per category plus one for unknown (a missing, empty value counts as unknown).
+    one slot per category, then one for unknown (a value not in the table), then one for
+    missing (an empty value, unless "" is itself a category).
     A batch rejected with FeatureValueError leaves the counts unchanged. With sketches, calls
     on one normalizer must not run concurrently (the counts are plain integers). A binned
     feature's sketch counts its raw value like any numeric one.
@@ -128,7 +129,7 @@ class FeatureNormalizer:
                 )
                 if c.impute is not None:
                     flags[j] |= _IMPUTE
-                size = len(c.categories) + 1
+                size = len(c.categories) + 2  # then unknown, then missing (empty)
             else:
                 s = f.numeric or NumericSpec()
                 fill = 0.0 if s.impute is None else s.impute

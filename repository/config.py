@@ -33,6 +33,8 @@ class ModelConfig:
     # without a version spread over them by weight. Not compared: a new split is a routing change
     # the server applies without reloading any version (a loaded version keeps its config).
     variants: Split = field(default=(), compare=False)
+    drift_window_rows: int = 0  # a drift window closes once it holds this many rows; 0 = the server's
+    drift_window_seconds: int = 0  # ... or this many seconds after it opened; 0 = the server's
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelConfig:
@@ -52,7 +54,8 @@ class ModelConfig:
         if "variants" in data:
             data["variants"] = _variants(data["variants"], path)
         for key in ("max_batch_size", "max_queue_delay_microseconds", "max_queue_size",
-                    "default_timeout_microseconds", "num_versions", "intra_op_threads", "inline_max_rows"):
+                    "default_timeout_microseconds", "num_versions", "intra_op_threads", "inline_max_rows",
+                    "drift_window_rows", "drift_window_seconds"):
             value = data.get(key, 0)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{path}: '{key}' must be a non-negative integer, got {value!r}")

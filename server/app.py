@@ -67,8 +67,10 @@ class Server:
             on_change=self._model_changed,
             stage_reader=StageReader(settings.registry_path()) if settings.version_source == "registry" else None,
             drift=DriftSettings.from_environment(
-                enabled=settings.drift, psi_threshold=settings.drift_psi_threshold, min_rows=settings.drift_min_rows,
-                window_s=settings.drift_window_s, snapshot_s=settings.drift_snapshot_s,
+                enabled=settings.drift, alpha=settings.drift_alpha, psi_threshold=settings.drift_psi_threshold,
+                min_rows=settings.drift_min_rows,
+                window_s=settings.drift_window_s, window_rows=settings.drift_window_rows,
+                snapshot_s=settings.drift_snapshot_s,
             ),
         )
         self.dataplane = DataPlane(self.repository, shadow_max_in_flight=settings.shadow_max_in_flight,

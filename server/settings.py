@@ -61,10 +61,20 @@ class Settings(BaseSettings):
     metrics: bool = Field(True, description="Export Prometheus metrics on /metrics.")
     log_level: str = Field("INFO", description="Python logging level.")
     drift: bool = Field(True, description="Count live feature and prediction distributions against the baseline.")
-    drift_psi_threshold: float = Field(0.2, gt=0, description="A feature or prediction with a larger PSI is drifted.")
-    drift_min_rows: int = Field(100, ge=1, description="Fewer rows than this are reported but never flagged.")
-    drift_window_s: float = Field(900.0, gt=0, description="Length of the drift report's recent window, seconds.")
-    drift_snapshot_s: float = Field(60.0, gt=0, description="Seconds between the snapshots the window is cut from.")
+    drift_alpha: float = Field(
+        0.05, gt=0, lt=1, description="A series is drifted when its Benjamini-Hochberg adjusted p-value (KS or"
+        " chi-square, across the version's series) is at most this.",
+    )
+    drift_psi_threshold: float = Field(0.2, gt=0, description="Secondary: a series with a larger PSI is marked so.")
+    drift_min_rows: int = Field(
+        1, ge=1, description="A floor on the rows a series needs to be flagged, above each test's own minimum.")
+    drift_window_s: float = Field(
+        900.0, ge=0, description="A tumbling drift window closes this many seconds after it opened (0: no time"
+        " limit); config.json's drift_window_seconds sets it per model.")
+    drift_window_rows: int = Field(
+        0, ge=0, description="... or once it holds this many rows (0: no row limit); config.json's"
+        " drift_window_rows sets it per model.")
+    drift_snapshot_s: float = Field(1.0, gt=0, description="Seconds between the checks that close drift windows.")
 
     def registry_path(self) -> Path:
         """The registry database the server reads stages from (the rule every part follows)."""
@@ -79,7 +89,7 @@ class Settings(BaseSettings):
             raise ValueError("tls_cert and tls_key go together")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("tls_client_ca needs tls_cert and tls_key")
-        if self.drift_snapshot_s > self.drift_window_s:
+        if self.drift_window_s and self.drift_snapshot_s > self.drift_window_s:
             raise ValueError("drift_snapshot_s must not exceed drift_window_s")
         return self
 

@@ -40,3 +40,20 @@ def test_no_top_level_folder_with_modules_is_left_unmapped():
     for child in ROOT.iterdir():
         if child.is_dir() and not child.name.startswith(".") and (child / "__init__.py").is_file():
             assert child.name in mapped | not_packaged, f"{child.name}/ is a package but setup.py does not map it"
+
+
+def test_the_serving_path_needs_no_export_extra_and_declares_scipy():
+    """Serving (`pip install onyxserve`, no extras) imports no export/training package; the
+    drift tests' scipy is a core dependency."""
+    import subprocess
+    import sys
+
+    import tomllib
+
+    code = ("import sys; import onyxserve.server.app, onyxserve.server.drift.report, onyxserve.server.drift.collector;"
+            " print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    imported = set(done.stdout.split())
+    assert not imported & {"sklearn", "pandas", "matplotlib", "skl2onnx", "onnx", "pyarrow"}, imported
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    assert "scipy" in imported and any(d.startswith("scipy") for d in core)

@@ -3,7 +3,9 @@
 ``plan``: what a version watches, from its manifest's baseline. ``counts``: where the counts
 live (private memory, or shared files under ``--workers N``). ``monitor``: one version's counts,
 fed by the compiled gather pass (features) and ``observe`` (predictions), with the snapshots of
-the recent window. ``report``: the JSON report (PSI per series). ``collector``: the counts as
+the recent window. ``statistics``: the two-sample tests
+(KS, chi-square), distances and the Benjamini-Hochberg flag, vectorised over series. ``report``:
+the JSON report (test, p-value, distances, PSI per series). ``collector``: the counts as
 Prometheus counters, read at scrape time.
 """
 

@@ -1,6 +1,6 @@
 """What one version watches: the series (features and predictions) and their bins, built from
 the manifest's training baseline. Numeric: the baseline's histogram edges, plus below / above /
-missing slots; categorical: its categories plus one slot for unknown (and missing) values."""
+missing slots; categorical: its categories plus one slot for unknown and one for missing values."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 from onyxserve.repository.manifest import Manifest
+from onyxserve.server.drift.statistics import CHI2, KS, SeriesBins, numeric_points
 
 BELOW, ABOVE, MISSING, UNKNOWN = "below", "above", "missing", "unknown"
+METRIC_BINS = 10  # /metrics sums a numeric series' fine bins into this many runs
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,37 @@ class Series:
     offset: int = -1  # into the version's count vector
     edges: tuple[float, ...] = ()  # numeric: the exact bin edges
 
+    @property
+    def test(self) -> str:
+        """Categories and labels have no order: chi-square; everything numeric: KS."""
+        return CHI2 if self.type in ("categorical", "label") else KS
+
+    def test_bins(self) -> SeriesBins:
+        points = numeric_points(self.edges, below_above_missing=self.type != "probability") if self.edges else ()
+        return SeriesBins(self.offset, self.baseline, self.test, points)
+
+    def groups(self) -> list[tuple[str, int, int]]:
+        """The slots Prometheus exports, (label, start, stop): each slot while there are few; a
+        numeric series' fine bins summed into METRIC_BINS runs of consecutive bins ("[a, b)")
+        beside below / above / missing, so that /metrics keeps ~a dozen series per feature."""
+        inner = len(self.edges) - 1
+        if not self.edges or inner <= METRIC_BINS:
+            return [(b, k, k + 1) for k, b in enumerate(self.bins)]
+        first = 0 if self.type == "probability" else 1  # probabilities have no below slot
+        cuts = np.linspace(0, inner, METRIC_BINS + 1).round().astype(int)
+        texts = _edge_texts(np.asarray(self.edges)[cuts])
+        out = [(BELOW, 0, 1)] if first else []
+        for g in range(METRIC_BINS):
+            close = "]" if g == METRIC_BINS - 1 else ")"
+            out.append((f"[{texts[g]}, {texts[g + 1]}{close}", first + int(cuts[g]), first + int(cuts[g + 1])))
+        if first:
+            out += [(ABOVE, inner + 1, inner + 2), (MISSING, inner + 2, inner + 3)]
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "type": self.type, "class": self.cls,
-                "bins": list(self.bins), "offset": self.offset}
+                "bins": list(self.bins), "offset": self.offset,
+                "groups": [list(g) for g in self.groups()]}
 
 
 def _edge_texts(edges: np.ndarray) -> list[str]:
@@ -69,7 +99,10 @@ def _numeric_baseline(summary: Mapping[str, Any]) -> tuple[np.ndarray, tuple[int
         return "the baseline has no histogram (no finite values in the training sample)"
     if not np.isfinite(edges).all() or (np.diff(edges) <= 0).any():
         return "the baseline's edges are not strictly increasing finite numbers"
-    missing = _rounded(summary.get("missing_rate", 0.0), int(summary.get("count", 0)))
+    if "missing_count" in summary:  # a training-data baseline: missing among the histogram's rows
+        missing = int(summary["missing_count"])
+    else:  # an export-sample baseline (older manifests): the rate over the sample
+        missing = _rounded(summary.get("missing_rate", 0.0), int(summary.get("count", 0)))
     return edges, (0, *counts, 0, missing)
 
 
@@ -108,11 +141,14 @@ def plan_drift(manifest: Manifest) -> DriftPlan:
                 plan.unmonitored[f.name] = "the baseline's categories differ from the category table"
                 continue
             unknown = UNKNOWN if UNKNOWN not in categories else f"__{UNKNOWN}__"
+            missing = MISSING if MISSING not in categories else f"__{MISSING}__"
             n = int(base.get("count", 0))
-            other = _rounded(base.get("unknown_rate", 0.0) + base.get("missing_rate", 0.0), n)
+            # the compiled sketch's slots: the categories, unknown, then missing (empty values)
             plan.sketch_edges[f.name] = None
-            plan.features.append(Series("feature", f.name, "categorical", (*categories, unknown),
-                                        (*(int(counts[c]) for c in categories), other)))
+            plan.features.append(Series("feature", f.name, "categorical", (*categories, unknown, missing),
+                                        (*(int(counts[c]) for c in categories),
+                                         _rounded(base.get("unknown_rate", 0.0), n),
+                                         _rounded(base.get("missing_rate", 0.0), n))))
         else:
             parsed = _numeric_baseline(base)
             if isinstance(parsed, str):

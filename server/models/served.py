@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class ServedModel:
         threads = {"intra_op_threads": config.intra_op_threads or None, "default_threads": intra_op_threads or None}
         if drift is None or not drift.enabled:
             return cls(load_version(version_dir, **threads), config)
-        monitor = DriftMonitor(drift)
+        monitor = DriftMonitor(_with_model_windows(drift, config))
         try:
             scorer = load_version(version_dir, **threads, sketch_edges=monitor.sketch_edges,
                                   allocate_counts=monitor.allocate)
@@ -146,3 +147,13 @@ class ServedModel:
             TensorInfo("label", label_type, (-1,)),
             TensorInfo("probabilities", "FP32", (-1, len(labels))),
         )
+
+
+def _with_model_windows(drift: DriftSettings, config: ModelConfig) -> DriftSettings:
+    """The server's drift settings with this model's window (config.json) where it sets one."""
+    changes: dict[str, float] = {}
+    if config.drift_window_rows:
+        changes["window_rows"] = config.drift_window_rows
+    if config.drift_window_seconds:
+        changes["window_s"] = float(config.drift_window_seconds)
+    return dataclasses.replace(drift, **changes) if changes else drift

@@ -207,10 +207,10 @@ def test_malformed_parent_is_named(a, b, feature, reason):
     assert (got.feature, got.row, got.reason) == (ref.feature, ref.row, ref.reason) == (feature, 0, reason)
 
 
-def test_input_only_parent_sketch_counts_everything_as_unknown():
+def test_input_only_parent_sketch_counts_everything_as_unknown():  # and empty values as missing
     norm = FeatureNormalizer(CROSS_FEATURES, 4, {"b": None}, crosses=[CROSS])
     norm.gather([RowBlock(2, columns=[v2bytes.encode(["x", "y"]), GOOD_B])])
-    assert norm.sketch_counts["b"].tolist() == [2]
+    assert norm.sketch_counts["b"].tolist() == [2, 0]  # unknown, missing
 
 
 def test_bad_bins_and_crosses_are_rejected():

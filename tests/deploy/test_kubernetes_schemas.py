@@ -1,6 +1,7 @@
 """deploy/kubernetes: every manifest against the Kubernetes JSON schemas, offline and strict
 (unknown fields fail): kubernetes-validate's bundled schemas for built-in kinds, and a small
-hand-written schema (schemas/) for the Prometheus operator's ServiceMonitor CRD."""
+hand-written schema (schemas/) for the Prometheus operator's ServiceMonitor and PrometheusRule
+CRDs."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ jsonschema = pytest.importorskip("jsonschema")  # a dependency of kubernetes-val
 
 # 1.30: the oldest release with native sidecars and the preStop sleep action on by default
 VERSIONS = ("1.30", kv.utils.latest_version())
-CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json"}
+CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring-v1.json",
+               ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring-v1.json"}
 SCHEMAS = Path(__file__).parent / "schemas"
 
 
@@ -39,6 +41,7 @@ def test_the_manifests_are_there():
         "HorizontalPodAutoscaler",
         "ServiceMonitor",
         "PodDisruptionBudget",
+        "PrometheusRule",
     } <= kinds
     assert len(MANIFESTS) >= 5
 

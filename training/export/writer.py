@@ -17,7 +17,7 @@ import os
 import platform
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from onyxserve.repository.store import (
     write_version,
 )
 from onyxserve.training.errors import ExportError
-from onyxserve.training.export.baseline import compute_baseline
+from onyxserve.training.export.baseline import WEAK_BASELINE_ROWS, BaselineSketch, compute_baseline
 from onyxserve.training.export.convert import convert_estimator
 from onyxserve.training.export.explain import split_explainer
 from onyxserve.training.export.fold import Split, flatten, split_pipeline
@@ -68,6 +68,7 @@ def export_model(
     lineage: Mapping[str, Any] | None = None,
     metrics: Mapping[str, Any] | None = None,
     baseline: Mapping[str, Any] | None = None,
+    baseline_data: pd.DataFrame | Iterable[pd.DataFrame] | None = None,
     version: str | None = None,
     register: bool = True,
 ) -> ExportResult:
@@ -75,6 +76,10 @@ def export_model(
 
     ``sample``: raw feature rows as the client will send them (column order = the manifest's
     feature order); scored both ways by the parity gate and summarized as the drift baseline.
+    ``baseline_data``: the training data (a frame, or frames in chunks: a datasource's
+    ``read_frames``) the drift baseline is computed from, in one pass with bounded memory
+    (``BaselineSketch``); without it the sample is summarised, with a warning below
+    WEAK_BASELINE_ROWS rows.
     ``lineage``/``metrics``/``baseline`` are merged into the manifest (given keys win).
     ``version``: a whole number to write exactly (refused if it exists); default: the next one.
     ``register``: also index the version in the repository's registry (``registry.db``).
@@ -125,10 +130,20 @@ def export_model(
     expected = predict(frame)
     explain = split_explainer(estimator, lambda f: _pipeline_input(estimator, f, input_names), scorer, frame, split.order)
     report = check_parity(task, scorer, frame, predict, expected=expected, explain=explain)
+    if baseline_data is None:
+        drift_baseline = compute_baseline(manifest, frame, expected)
+        if len(frame) < WEAK_BASELINE_ROWS:
+            warnings += (
+                f"the drift baseline is the {len(frame)}-row sample (fewer than {WEAK_BASELINE_ROWS}): its own noise"
+                " weakens drift tests (a two-sample test of n live rows against m baseline rows counts as"
+                " n m / (n + m) rows) and it has only 10 bins; pass the training data as the baseline",
+            )
+    else:
+        drift_baseline = training_baseline(estimator, manifest, baseline_data, feature_names, predict)
     manifest = replace(
         manifest,
         metrics=_json_safe(dict(metrics or {})),
-        baseline={**compute_baseline(manifest, frame, expected), **_json_safe(dict(baseline or {}))},
+        baseline={**drift_baseline, **_json_safe(dict(baseline or {}))},
         lineage={
             **_lineage(estimator, split, frame, converted.opset, report, warnings),
             **_json_safe(dict(lineage or {})),
@@ -183,6 +198,29 @@ def _sample_frame(
     if len(set(names)) != len(names):
         raise ExportError(f"duplicate feature names {names}")
     return frame, names
+
+
+def training_baseline(
+    estimator: Any,
+    manifest: Manifest,
+    data: pd.DataFrame | Iterable[pd.DataFrame],
+    feature_names: Sequence[str] | None,
+    predict: Any,
+    chunk_rows: int = 50_000,
+) -> dict[str, Any]:
+    """The drift baseline of ``data`` (a frame, or frames in chunks), scored by the pipeline
+    chunk by chunk: one pass, memory bounded by a chunk and the sketch's reservoirs."""
+    sketch = BaselineSketch(manifest)
+    chunks = (data.iloc[i : i + chunk_rows] for i in range(0, len(data), chunk_rows)) \
+        if isinstance(data, pd.DataFrame) else data
+    for chunk in chunks:
+        if len(chunk) == 0:
+            continue
+        frame, _ = _sample_frame(estimator, chunk, feature_names)
+        sketch.add(frame, predict(frame))
+    if sketch.rows == 0:
+        raise ExportError("the baseline data has no rows")
+    return sketch.result()
 
 
 def _pipeline_input(estimator: Any, frame: pd.DataFrame, names: list[str]) -> Any:

@@ -562,7 +562,8 @@ def export_trained(
     result: TrainResult, *, name: str, repository: str | Path, sample_rows: int = SAMPLE_ROWS
 ) -> Any:
     """Export the trained pipeline as the next version of ``name``: the parity sample is the first
-    ``sample_rows`` evaluation rows; lineage carries datasource, schema, recipe, split and
+    ``sample_rows`` evaluation rows; the drift baseline is the whole training frame (one chunked
+    pass, bounded memory); lineage carries datasource, schema, recipe, split and
     hyperparameters; metrics are the evaluation metrics. A recipe the core cannot serve is
     refused (ExportError) before anything is written."""
     from onyxserve.training.export.writer import ExportError, export_model
@@ -576,6 +577,7 @@ def export_trained(
         name=name,
         repository=repository,
         sample=sample,
+        baseline_data=result.prepared.X_train,
         lineage=result.lineage(),
         metrics={"evaluation": result.metrics, "evaluation_rows": len(result.prepared.X_eval)},
     )

@@ -46,13 +46,17 @@ def shop_pipeline() -> tuple[Pipeline, pd.DataFrame]:
     return Pipeline([("pre", pre), ("lr", LogisticRegression(max_iter=500))]).fit(X, y), X
 
 
-def build_shop_repository(root: Path, names: list[str], config: dict | None = None) -> None:
-    """Export the same fitted pipeline under each of ``names`` (baseline: 2000 training rows)."""
+def build_shop_repository(root: Path, names: list[str], config: dict | None = None,
+                          baseline_rows: int = 0, baseline_data: pd.DataFrame | None = None) -> None:
+    """Export the same fitted pipeline under each of ``names`` (baseline: 2000 sample rows, or
+    ``baseline_rows`` rows of training data drawn like the training frame, or ``baseline_data``)."""
     from onyxserve.training.export.writer import export_model
 
     estimator, X = shop_pipeline()
+    data = shop_frame(baseline_rows, seed=99) if baseline_rows else baseline_data
     for name in names:
-        export_model(estimator, name=name, repository=root, sample=X.iloc[:2000], register=False)
+        export_model(estimator, name=name, repository=root, sample=X.iloc[:2000], register=False,
+                     baseline_data=data)
         if config:
             (root / name / "config.json").write_text(json.dumps(config), encoding="utf-8")
 

@@ -11,7 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import tritonclient.grpc as triton
+from onyxserve.server.drift.statistics import pool_cells
 from prometheus_client.parser import text_string_to_metric_families
+from scipy.spatial.distance import jensenshannon
+from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp
 
 from tests.server.drift.drift_models import (
     CITIES,
@@ -72,8 +75,9 @@ def check_counts_and_psi(view: dict, frame, outputs: list[dict]) -> None:
         assert r["live_counts"] == expected_numeric(frame[name].to_numpy(float), np.array(r["edges"])), name
     city = rows["city"]
     sent = frame["city"].tolist()
-    assert city["bins"] == [*sorted(CITIES), "unknown"]  # the encoder's (sorted) categories
-    assert city["live_counts"] == [*(sent.count(c) for c in sorted(CITIES)), sum(v not in CITIES for v in sent)]
+    assert city["bins"] == [*sorted(CITIES), "unknown", "missing"]  # the encoder's (sorted) categories
+    assert city["live_counts"] == [*(sent.count(c) for c in sorted(CITIES)),
+                                   sum(v not in CITIES and v != "" for v in sent), sent.count("")]
     labels = np.concatenate([o["label"] for o in outputs])
     proba = np.concatenate([o["probabilities"] for o in outputs]).astype(np.float64)
     assert rows["label"]["live_counts"] == [int((labels == 0).sum()), int((labels == 1).sum())]
@@ -82,7 +86,35 @@ def check_counts_and_psi(view: dict, frame, outputs: list[dict]) -> None:
         assert r["live_counts"] == np.histogram(np.clip(proba[:, k], 0, 1), np.linspace(0, 1, 11))[0].tolist()
     for r in rows.values():
         assert r["psi"] == pytest.approx(reference_psi(r["live_counts"], r["baseline_counts"]), rel=1e-9, abs=1e-12)
-        assert r["drifted"] == (r["psi"] > 0.2 and r["rows"] >= 100)
+        assert r["psi_over_threshold"] == (r["psi"] > 0.2)
+    check_tests(view)
+
+
+def check_tests(view: dict, alpha: float = 0.05, static: dict | None = None) -> None:
+    """Each series' test equals scipy's on the counts (slots repeated as data), and the flags are
+    Benjamini-Hochberg's over the version's series. A window's view takes the baseline counts
+    from ``static`` (the report's since_load)."""
+    rows = by_name(view)
+    baselines = by_name(static or view)
+    for r in rows.values():
+        live, base = np.array(r["live_counts"]), np.array(baselines[r["name"]]["baseline_counts"])
+        if r["test"] == "ks":
+            slots = np.arange(len(live))
+            ref = ks_2samp(np.repeat(slots, live), np.repeat(slots, base), method="asymp")
+            assert r["statistic"] == ref.statistic, r["name"]
+            assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-3, abs=1e-6), r["name"]
+        else:
+            L, B = pool_cells(live[None, :], base[None, :])
+            keep = (L[0] + B[0]) > 0
+            ref = chi2_contingency(np.array([L[0][keep], B[0][keep]]), correction=False)
+            assert r["statistic"] == pytest.approx(ref.statistic, rel=1e-9), r["name"]
+            assert r["p_value"] == pytest.approx(ref.pvalue, rel=1e-9, abs=1e-300), r["name"]
+        assert r["js_distance"] == pytest.approx(jensenshannon(live, base, base=2), rel=1e-9)
+    tested = [r for r in rows.values() if r["rows"] >= r["min_rows"]]
+    q = false_discovery_control([r["p_value"] for r in tested], method="bh")
+    for r, qv in zip(tested, q):
+        assert r["q_value"] == pytest.approx(qv, rel=1e-9)
+        assert r["drifted"] == (qv <= alpha), r["name"]
 
 
 def test_rows_drawn_like_training_are_not_flagged(drift_server):
@@ -109,16 +141,20 @@ def test_a_shifted_feature_and_unseen_categories_are_exactly_the_ones_flagged(dr
     since = report(drift_server, "shop_shift")["since_load"]
     check_counts_and_psi(since, frame, outputs)
     assert sorted(since["drifted_features"]) == ["a", "city"]
-    assert [r["name"] for r in since["features"][:2]] == sorted(["a", "city"], key=lambda n: -by_name(since)[n]["psi"])
+    assert {r["name"] for r in since["features"][:2]} == {"a", "city"}  # the most significant first
+    assert by_name(since)["a"]["wasserstein"] > 1.0  # +1.5 sd of a N(0, 1), in a's units
     city = by_name(since)["city"]
-    assert city["unknown_rate"] == pytest.approx(city["live_counts"][-1] / 2000)
+    assert city["unknown_rate"] == pytest.approx(city["live_counts"][-2] / 2000)
     assert city["unknown_rate"] > 0.3 and city["baseline_unknown_rate"] == 0.0
 
 
 def test_the_psi_threshold_is_configurable_per_request(drift_server):
+    """PSI is secondary now: the threshold marks psi_over_threshold, the tests flag."""
     send(drift_server, "shop_shift", shop_frame(200, seed=13))
     status, body = http_json(drift_server.http_url + "/v2/models/shop_shift/drift?psi_threshold=1000")
-    assert status == 200 and body["psi_threshold"] == 1000 and body["since_load"]["drifted_features"] == []
+    assert status == 200 and body["psi_threshold"] == 1000
+    assert not any(r["psi_over_threshold"] for r in body["since_load"]["features"])
+    assert body["alpha"] == 0.05 and body["correction"].startswith("benjamini-hochberg")
     status, body = http_json(drift_server.http_url + "/v2/models/shop_shift/drift?psi_threshold=x")
     assert status == 400 and "psi_threshold" in body["error"]
 
@@ -198,20 +234,44 @@ def test_prometheus_counters_carry_the_report_counts(drift_server):
     assert "[0.9, 1]" in proba
 
 
-def test_the_window_holds_only_the_recent_rows(drift_server):
+def next_window(server: ServerProcess, model: str, after: int, timeout_s: float = 10.0) -> dict:
+    """The report once a window after ``after`` is open (bounded wait)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = report(server, model)
+        if body["current_window"]["index"] > after:
+            return body
+        time.sleep(0.1)
+    raise AssertionError(f"no window after {after} opened within {timeout_s}s")
+
+
+def test_the_windows_tumble_and_hold_only_their_rows(drift_server):
+    """Windows of 3 s, checked every 0.5 s: the early rows are sent just after one opens, the
+    late ones just after the next opens (so neither set straddles a boundary)."""
+    start = next_window(drift_server, "shop_window", report(drift_server, "shop_window")["current_window"]["index"])
     early = shop_frame(300, seed=16)
     send(drift_server, "shop_window", early)
-    time.sleep(4.5)  # window 3 s, snapshots every 0.5 s: the early rows leave the window
+    next_window(drift_server, "shop_window", start["current_window"]["index"])
     late = shop_frame(200, seed=17, shift_a=1.5)
     send(drift_server, "shop_window", late)
     body = report(drift_server, "shop_window")
     assert body["since_load"]["rows"] == 500
-    window = body["window"]
-    assert window["configured_seconds"] == 3 and 2.0 <= window["seconds"] <= 3.0
-    assert window["rows"] == 200
-    a = by_name(window)["a"]
-    assert a["live_counts"] == expected_numeric(late["a"].to_numpy(float), np.array(a["edges"]))
-    assert "a" in window["drifted_features"]
+    assert body["window_settings"] == {"seconds": 3, "rows": 0, "check_seconds": 0.5}
+    closed = body["window"]
+    # 3 s, closed by a check every 0.5 s (a loaded machine may run the check late)
+    assert closed["closed"] and 3.0 <= closed["seconds"] <= 5.0 and closed["rows"] == 300
+    assert closed["index"] == start["current_window"]["index"]
+    assert closed["end_unix"] - closed["start_unix"] == pytest.approx(closed["seconds"], abs=1e-3)
+    edges = np.array(by_name(body["since_load"])["a"]["edges"])  # bins and edges: since_load only
+    assert "edges" not in by_name(closed)["a"] and "baseline_counts" not in by_name(closed)["a"]
+    a = by_name(closed)["a"]
+    assert a["live_counts"] == expected_numeric(early["a"].to_numpy(float), edges)
+    current = body["current_window"]
+    assert not current["closed"] and current["index"] > closed["index"] and current["rows"] == 200
+    a = by_name(current)["a"]
+    assert a["live_counts"] == expected_numeric(late["a"].to_numpy(float), edges)
+    assert "a" in current["drifted_features"] and "a" not in closed["drifted_features"]
+    assert body["windows"][-1]["index"] == closed["index"] and body["windows"][-1]["rows"] == 300
 
 
 def test_drift_report_command_renders_html(drift_server, tmp_path):

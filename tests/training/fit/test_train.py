@@ -142,6 +142,9 @@ def test_export_serves_the_same_scores(tmp_path, mixed_ds, algorithm, task):
     assert manifest.lineage["training"]["hyperparameters"] == result.params
     assert manifest.lineage["datasource"]["checksum"] == mixed_ds[task].checksum
     assert manifest.lineage["recipe"]["features"]["note"] == "drop"
+    # the drift baseline is the whole training frame, not the parity sample
+    assert manifest.baseline["source"] == "training data"
+    assert manifest.baseline["rows"] == len(result.prepared.X_train)
     rows = result.prepared.X_eval
     served = scorer.score([row_block(manifest, rows)])
     if task == "regression":
